@@ -1,0 +1,258 @@
+"""Speed and memory of dropkit's ops against PyTorch and the memory-copy floor, in one run.
+
+For each op, size, dtype and pass (``fwd``, ``fwd+bwd``) this times three providers in the same
+process: ``dropkit``, ``torch`` (PyTorch's own op or the usual composition) and ``copy`` (an
+allocating copy of the same bytes: the floor, one copy forward and one more backward). It
+reports medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
+bytes each provider holds for backward (from the autograd saved-tensor hooks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as torch_functional
+from torch import Tensor
+
+import dropkit.functional as F
+from dropkit import kernels
+
+__all__ = ["BenchResult", "format_table", "held_bytes", "run_benchmarks", "time_call"]
+
+OpFn = Callable[[Tensor], Tensor]
+RATE = 0.1
+
+
+@dataclass
+class BenchResult:
+    """One timed (op, provider, dtype, numel, pass) cell."""
+
+    op: str
+    provider: str
+    dtype: str
+    numel: int
+    pass_name: str
+    median_ms: float
+    q25_ms: float
+    q75_ms: float
+    repeats: int
+    held_bytes_per_element: float
+    ratio_to_floor: float = math.nan
+    ratio_to_torch: float = math.nan
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(
+    fn: Callable[[], object],
+    device: torch.device,
+    *,
+    min_time_s: float = 0.25,
+    min_repeats: int = 5,
+    max_repeats: int = 200,
+) -> list[float]:
+    """Wall times in ms of ``fn()``: a warm-up call, then repeats until ``min_time_s`` has
+    passed (at least ``min_repeats``, at most ``max_repeats``)."""
+    fn()
+    _synchronize(device)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < max_repeats and (
+        len(times) < min_repeats or time.perf_counter() - started < min_time_s
+    ):
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def held_bytes(op: OpFn, x: Tensor) -> int:
+    """Bytes of the tensors autograd saves for backward of ``op(x)``, other than ``x`` itself."""
+    storages: dict[int, int] = {}
+    input_storage = x.untyped_storage().data_ptr()
+
+    def pack(saved: Tensor) -> Tensor:
+        storage = saved.untyped_storage()
+        if storage.data_ptr() != input_storage:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return saved
+
+    leaf = x.detach().requires_grad_(True)
+    input_storage = leaf.untyped_storage().data_ptr()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda saved: saved):
+        op(leaf)
+    return sum(storages.values())
+
+
+def _step_counter() -> Callable[[], int]:
+    step = 0
+
+    def next_step() -> int:
+        nonlocal step
+        step += 1
+        return step
+
+    return next_step
+
+
+def _ops() -> dict[str, dict[str, OpFn]]:
+    steps = _step_counter()
+    std = math.sqrt(RATE / (1 - RATE))
+    return {
+        "dropout": {
+            "dropkit": lambda x: F.dropout(x, RATE, seed=1, step=steps()),
+            "torch": lambda x: torch_functional.dropout(x, RATE, training=True),
+        },
+        "spatial_dropout": {
+            "dropkit": lambda x: F.spatial_dropout(x, RATE, seed=1, step=steps()),
+            "torch": lambda x: torch_functional.dropout2d(x, RATE, training=True),
+        },
+        "gaussian_dropout": {
+            "dropkit": lambda x: F.gaussian_dropout(x, RATE, seed=1, step=steps()),
+            "torch": lambda x: x * (1 + std * torch.randn_like(x)),
+        },
+        "alpha_dropout": {
+            "dropkit": lambda x: F.alpha_dropout(x, RATE, seed=1, step=steps()),
+            "torch": lambda x: torch_functional.alpha_dropout(x, RATE, training=True),
+        },
+    }
+
+
+def _shape_for(op: str, numel: int) -> tuple[int, ...]:
+    if op == "spatial_dropout":
+        return (max(numel // 1024, 1), 16, 8, 8)
+    return (numel,)
+
+
+def _copy(x: Tensor) -> Tensor:
+    return x.clone()
+
+
+def _copy_fwd_bwd(x: Tensor) -> None:
+    # Floor of fwd+bwd: one copy for the forward, one for the backward.
+    x.clone()
+    x.clone()
+
+
+def run_benchmarks(
+    *,
+    ops: Sequence[str] | None = None,
+    sizes: Sequence[int] = (1 << 16, 1 << 20),
+    dtypes: Sequence[torch.dtype] = (torch.float32, torch.bfloat16),
+    device: str | torch.device = "cpu",
+    min_time_s: float = 0.25,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Time every (op, size, dtype, pass) for dropkit, PyTorch and the copy floor."""
+    device = torch.device(device)
+    all_ops = _ops()
+    chosen = list(all_ops) if ops is None else list(ops)
+    unknown = sorted(set(chosen) - set(all_ops))
+    if unknown:
+        raise ValueError(f"ops must be among {sorted(all_ops)}, got unknown {unknown}")
+    results: list[BenchResult] = []
+    for op_name in chosen:
+        for dtype in dtypes:
+            for numel in sizes:
+                shape = _shape_for(op_name, numel)
+                x = torch.randn(shape, device=device).to(dtype)
+                grad = torch.ones_like(x)
+                cells: dict[tuple[str, str], BenchResult] = {}
+                if progress is not None:
+                    progress(f"{op_name} {str(dtype).removeprefix('torch.')} n={x.numel()}")
+                providers: dict[str, OpFn] = {**all_ops[op_name], "copy": _copy}
+                for provider, fn in providers.items():
+                    leaf = x.detach().requires_grad_(provider != "copy")
+
+                    def forward(fn: OpFn = fn, leaf: Tensor = leaf) -> None:
+                        with torch.no_grad():
+                            fn(leaf)
+
+                    def forward_backward(
+                        fn: OpFn = fn, leaf: Tensor = leaf, grad: Tensor = grad
+                    ) -> None:
+                        fn(leaf).backward(grad)
+                        leaf.grad = None
+
+                    def copy_fwd_bwd(x: Tensor = x) -> None:
+                        _copy_fwd_bwd(x)
+
+                    passes: dict[str, Callable[[], None]] = {
+                        "fwd": forward,
+                        "fwd+bwd": copy_fwd_bwd if provider == "copy" else forward_backward,
+                    }
+                    held = 0 if provider == "copy" else held_bytes(fn, x)
+                    for pass_name, call in passes.items():
+                        times = time_call(call, device, min_time_s=min_time_s)
+                        q = statistics.quantiles(times, n=4) if len(times) > 1 else times * 3
+                        cells[(provider, pass_name)] = BenchResult(
+                            op=op_name,
+                            provider=provider,
+                            dtype=str(dtype).removeprefix("torch."),
+                            numel=x.numel(),
+                            pass_name=pass_name,
+                            median_ms=statistics.median(times),
+                            q25_ms=q[0],
+                            q75_ms=q[2],
+                            repeats=len(times),
+                            held_bytes_per_element=held / x.numel(),
+                        )
+                for (_, pass_name), cell in cells.items():
+                    cell.ratio_to_floor = cell.median_ms / cells[("copy", pass_name)].median_ms
+                    cell.ratio_to_torch = cell.median_ms / cells[("torch", pass_name)].median_ms
+                results.extend(cells.values())
+    return results
+
+
+def format_table(results: Sequence[BenchResult]) -> str:
+    """A plain-text table: one row per (op, dtype, size, pass), providers side by side."""
+    header = (
+        f"{'op':<17}{'dtype':<9}{'numel':>10} {'pass':<8}"
+        f"{'dropkit ms':>11}{'torch ms':>10}{'copy ms':>9}"
+        f"{'vs torch':>9}{'vs floor':>9}  {'held B/el dk | pt':<18}"
+    )
+    lines = [header, "-" * len(header)]
+    rows: dict[tuple[str, str, int, str], dict[str, BenchResult]] = {}
+    for r in results:
+        rows.setdefault((r.op, r.dtype, r.numel, r.pass_name), {})[r.provider] = r
+    for (op, dtype, numel, pass_name), cells in rows.items():
+        dk, pt, cp = cells["dropkit"], cells["torch"], cells["copy"]
+        held = f"{dk.held_bytes_per_element:.3f} | {pt.held_bytes_per_element:.3f}"
+        lines.append(
+            f"{op:<17}{dtype:<9}{numel:>10} {pass_name:<8}"
+            f"{dk.median_ms:>11.3f}{pt.median_ms:>10.3f}{cp.median_ms:>9.3f}"
+            f"{dk.ratio_to_torch:>8.2f}x{dk.ratio_to_floor:>8.2f}x  {held:<18}"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    """What the numbers were measured on."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+        "threads": str(torch.get_num_threads()),
+        "backend": kernels.current_backend_name(),
+        "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
+    }
+
+
+def write_json(results: Sequence[BenchResult], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"environment": environment(), "results": [asdict(r) for r in results]}
+    path.write_text(json.dumps(payload, indent=2))

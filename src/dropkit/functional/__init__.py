@@ -1,0 +1,23 @@
+"""Every dropout technique as a function ``(x, p, training, *, seed, step, offset, ...)``.
+
+Functions do the work; the modules of :mod:`dropkit.nn` store hyperparameters, a seed and a step
+counter, and call one of these.
+"""
+
+from dropkit.functional._elementwise import (
+    alpha_dropout,
+    dropout,
+    feature_alpha_dropout,
+    gaussian_dropout,
+    locked_dropout,
+    spatial_dropout,
+)
+
+__all__ = [
+    "alpha_dropout",
+    "dropout",
+    "feature_alpha_dropout",
+    "gaussian_dropout",
+    "locked_dropout",
+    "spatial_dropout",
+]

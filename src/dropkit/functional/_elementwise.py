@@ -1,0 +1,244 @@
+"""The elementwise dropout family as functions. Modules in :mod:`dropkit.nn` are thin wrappers;
+their docstrings carry the full math, shapes and references."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from torch import Tensor
+
+from dropkit import rng
+from dropkit.functional._checks import (
+    as_rate,
+    check_dim,
+    check_floating,
+    check_offset,
+    resolve_noise_shape,
+    resolve_seed_step,
+)
+from dropkit.kernels import _ops
+from dropkit.kernels.reference import compute_dtype, keep_probability
+
+__all__ = [
+    "alpha_dropout",
+    "dropout",
+    "feature_alpha_dropout",
+    "gaussian_dropout",
+    "locked_dropout",
+    "spatial_dropout",
+]
+
+DropoutMode = Literal["inverted", "standard"]
+_MODES = ("inverted", "standard")
+
+
+def _result(x: Tensor, y: Tensor, inplace: bool) -> Tensor:
+    return x.copy_(y) if inplace else y
+
+
+def _prepare(
+    x: Tensor, seed: rng.SeedLike | None, step: rng.StepLike, offset: int
+) -> tuple[Tensor, Tensor, int]:
+    seed_t, step_t = resolve_seed_step(seed, step, x.device)
+    return seed_t, step_t, check_offset(offset)
+
+
+def dropout(
+    x: Tensor,
+    p: float | Tensor = 0.5,
+    training: bool = True,
+    *,
+    mode: DropoutMode = "inverted",
+    noise_shape: Sequence[int | None] | None = None,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+    inplace: bool = False,
+) -> Tensor:
+    """Zero each element of ``x`` with probability ``p`` (see :class:`dropkit.nn.Dropout`).
+
+    ``mode="inverted"`` scales kept units by ``1 / (1 - p_eff)`` in training and is the identity
+    at inference; ``mode="standard"`` does not scale in training and multiplies by ``1 - p_eff``
+    at inference. ``noise_shape`` (Keras-style, ``None`` = the input's size) shares one mask
+    over its size-1 dimensions. ``offset`` is the mask index of this tensor's first element in a
+    larger logical tensor.
+
+    Example:
+        >>> y = dropout(torch.ones(8), 0.5, seed=0)
+    """
+    check_floating(x)
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    rate = as_rate(p, x)
+    if not isinstance(p, Tensor) and p == 0 and mode == "inverted":
+        return x
+    if not training:
+        if mode == "inverted":
+            return x
+        cd = compute_dtype(x.dtype)
+        keep_prob = keep_probability(rng.threshold_tensor(rate), cd)
+        return _result(x, (x.to(cd) * keep_prob).to(x.dtype), inplace)
+    mask_shape = resolve_noise_shape(noise_shape, x.shape)
+    seed_t, step_t, offset = _prepare(x, seed, step, offset)
+    y = _ops.dropout(x, rate, seed_t, step_t, offset, mask_shape, mode == "inverted")
+    return _result(x, y, inplace)
+
+
+def _channel_mask_shape(
+    x: Tensor, keep_dims: Sequence[int | None], names: Sequence[str]
+) -> list[int | None]:
+    kept = {
+        check_dim(d, x.dim(), n) for d, n in zip(keep_dims, names, strict=True) if d is not None
+    }
+    return [None if d in kept else 1 for d in range(x.dim())]
+
+
+def spatial_dropout(
+    x: Tensor,
+    p: float | Tensor = 0.5,
+    training: bool = True,
+    *,
+    channel_dim: int = 1,
+    batch_dim: int | None = 0,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+    inplace: bool = False,
+) -> Tensor:
+    """Zero whole channels (see :class:`dropkit.nn.SpatialDropout2d`): one draw per
+    ``(batch, channel)``, shared over every other dimension; any memory layout.
+
+    ``channel_dim`` selects the channel axis (``-1`` for ``(N, L, C)``); ``batch_dim=None`` for
+    unbatched input.
+
+    Example:
+        >>> y = spatial_dropout(torch.ones(2, 3, 4, 4), 0.5, seed=0)
+    """
+    check_floating(x)
+    noise_shape = _channel_mask_shape(x, (batch_dim, channel_dim), ("batch_dim", "channel_dim"))
+    return dropout(
+        x,
+        p,
+        training,
+        noise_shape=noise_shape,
+        seed=seed,
+        step=step,
+        offset=offset,
+        inplace=inplace,
+    )
+
+
+def locked_dropout(
+    x: Tensor,
+    p: float | Tensor = 0.5,
+    training: bool = True,
+    *,
+    time_dim: int,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+    inplace: bool = False,
+) -> Tensor:
+    """Variational (locked) dropout: one mask for all time steps along ``time_dim`` (see
+    :class:`dropkit.nn.LockedDropout`).
+
+    Example:
+        >>> y = locked_dropout(torch.ones(5, 2, 3), 0.5, time_dim=0, seed=0)
+    """
+    check_floating(x)
+    time_dim = check_dim(time_dim, x.dim(), "time_dim")
+    noise_shape: list[int | None] = [1 if d == time_dim else None for d in range(x.dim())]
+    return dropout(
+        x,
+        p,
+        training,
+        noise_shape=noise_shape,
+        seed=seed,
+        step=step,
+        offset=offset,
+        inplace=inplace,
+    )
+
+
+def gaussian_dropout(
+    x: Tensor,
+    p: float | Tensor = 0.5,
+    training: bool = True,
+    *,
+    noise_shape: Sequence[int | None] | None = None,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+) -> Tensor:
+    """Multiply ``x`` by noise ``N(1, p / (1 - p))`` in training; identity at inference (see
+    :class:`dropkit.nn.GaussianDropout`). ``p`` must lie in ``[0, 1)``.
+
+    Example:
+        >>> y = gaussian_dropout(torch.ones(8), 0.2, seed=0)
+    """
+    check_floating(x)
+    rate = as_rate(p, x, allow_one=False)
+    if not training:
+        return x
+    mask_shape = resolve_noise_shape(noise_shape, x.shape)
+    seed_t, step_t, offset = _prepare(x, seed, step, offset)
+    return _ops.gaussian_dropout(x, rate, seed_t, step_t, offset, mask_shape)
+
+
+def alpha_dropout(
+    x: Tensor,
+    p: float | Tensor = 0.5,
+    training: bool = True,
+    *,
+    noise_shape: Sequence[int | None] | None = None,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+    inplace: bool = False,
+) -> Tensor:
+    """Alpha dropout for SELU networks: keeps mean and variance (see
+    :class:`dropkit.nn.AlphaDropout`).
+
+    Example:
+        >>> y = alpha_dropout(torch.randn(8), 0.1, seed=0)
+    """
+    check_floating(x)
+    rate = as_rate(p, x)
+    if not training:
+        return x
+    mask_shape = resolve_noise_shape(noise_shape, x.shape)
+    seed_t, step_t, offset = _prepare(x, seed, step, offset)
+    y = _ops.alpha_dropout(x, rate, seed_t, step_t, offset, mask_shape)
+    return _result(x, y, inplace)
+
+
+def feature_alpha_dropout(
+    x: Tensor,
+    p: float | Tensor = 0.5,
+    training: bool = True,
+    *,
+    channel_dim: int = 1,
+    batch_dim: int | None = 0,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+    inplace: bool = False,
+) -> Tensor:
+    """Alpha dropout of whole channels (see :class:`dropkit.nn.FeatureAlphaDropout`).
+
+    Example:
+        >>> y = feature_alpha_dropout(torch.randn(2, 3, 4), 0.1, seed=0)
+    """
+    check_floating(x)
+    noise_shape = _channel_mask_shape(x, (batch_dim, channel_dim), ("batch_dim", "channel_dim"))
+    return alpha_dropout(
+        x,
+        p,
+        training,
+        noise_shape=noise_shape,
+        seed=seed,
+        step=step,
+        offset=offset,
+        inplace=inplace,
+    )

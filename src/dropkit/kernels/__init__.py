@@ -1,0 +1,128 @@
+"""Backend selection: the only place in dropkit that picks an implementation.
+
+A backend is an object with the primitive ops of
+:class:`~dropkit.kernels.reference.ReferenceBackend` and a ``supports(x)`` predicate. Every
+backend produces the same bits as the reference for the same ``(seed, step, offset)``, so the
+choice changes speed, never results.
+
+Choosing:
+    * ``DROPKIT_BACKEND=<name>`` in the environment, or
+    * ``with dropkit.kernels.use_backend("<name>"): ...`` (wins over the environment), or
+    * ``"auto"`` (default): the fastest registered backend that supports the tensor's device
+      and dtype, else the reference.
+
+A forced backend that cannot run a given tensor (e.g. float64 on the Triton path) falls back to
+the reference, with a one-time warning, and gives the same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from torch import Tensor
+
+from dropkit.kernels.reference import ReferenceBackend
+
+__all__ = [
+    "ENV_VAR",
+    "available_backends",
+    "backend_for",
+    "current_backend_name",
+    "register_backend",
+    "use_backend",
+]
+
+ENV_VAR = "DROPKIT_BACKEND"
+AUTO = "auto"
+
+_REFERENCE = ReferenceBackend()
+_BACKENDS: dict[str, Any] = {_REFERENCE.name: _REFERENCE}
+# Per device type, backend names in order of preference for "auto".
+_PREFERENCE: dict[str, list[str]] = {}
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "dropkit_backend", default=None
+)
+_warned: set[tuple[str, str]] = set()
+
+
+def register_backend(backend: Any, *, device_types: tuple[str, ...] = ()) -> None:
+    """Register ``backend`` (an object with ``name``, ``supports`` and the primitive ops).
+
+    ``device_types`` lists the device types (``"cuda"``, ``"cpu"``) for which ``"auto"`` prefers
+    it over the reference; later registrations are preferred over earlier ones.
+    """
+    _BACKENDS[backend.name] = backend
+    for device_type in device_types:
+        names = _PREFERENCE.setdefault(device_type, [])
+        if backend.name in names:
+            names.remove(backend.name)
+        names.insert(0, backend.name)
+
+
+def available_backends() -> list[str]:
+    """Names accepted by :func:`use_backend` and ``DROPKIT_BACKEND``."""
+    return [AUTO, *sorted(_BACKENDS)]
+
+
+def _check_name(name: str, source: str) -> str:
+    if name not in available_backends():
+        raise ValueError(f"{source} must be one of {available_backends()}, got {name!r}")
+    return name
+
+
+def current_backend_name() -> str:
+    """The forced backend name (context manager first, then the environment), or ``"auto"``."""
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    env = os.environ.get(ENV_VAR, "").strip()
+    return _check_name(env, f"environment variable {ENV_VAR}") if env else AUTO
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Force backend ``name`` (or ``"auto"``) inside the ``with`` block.
+
+    Example:
+        >>> import torch, dropkit
+        >>> with dropkit.kernels.use_backend("reference"):
+        ...     y = dropkit.functional.dropout(torch.ones(4), 0.5, seed=0)
+    """
+    token = _forced.set(_check_name(name, "backend"))
+    try:
+        yield
+    finally:
+        _forced.reset(token)
+
+
+def _warn_once(backend_name: str, x: Tensor) -> None:
+    key = (backend_name, f"{x.device.type}/{x.dtype}")
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"dropkit backend {backend_name!r} cannot run {x.dtype} tensors on {x.device.type}; "
+            "using the reference backend (same results, slower)",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def backend_for(x: Tensor) -> Any:
+    """The backend that runs ops on ``x`` under the current selection."""
+    name = current_backend_name()
+    if name != AUTO:
+        backend = _BACKENDS[name]
+        if backend.supports(x):
+            return backend
+        _warn_once(name, x)
+        return _REFERENCE
+    for candidate in _PREFERENCE.get(x.device.type, []):
+        backend = _BACKENDS[candidate]
+        if backend.supports(x):
+            return backend
+    return _REFERENCE

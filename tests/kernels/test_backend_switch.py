@@ -1,0 +1,96 @@
+"""The backend switch: environment variable, context manager, fallback."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import dropkit
+from dropkit import kernels
+
+
+class _RecordingBackend:
+    """A backend that delegates to the reference and records its calls."""
+
+    name = "recording"
+
+    def __init__(self, supported_dtypes: tuple[torch.dtype, ...]) -> None:
+        self.calls: list[str] = []
+        self.supported_dtypes = supported_dtypes
+        self._reference = kernels.reference.ReferenceBackend()
+
+    def supports(self, x: torch.Tensor) -> bool:
+        return x.dtype in self.supported_dtypes
+
+    def __getattr__(self, name: str):
+        op = getattr(self._reference, name)
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return op(*args, **kwargs)
+
+        return call
+
+
+@pytest.fixture
+def recording():
+    backend = _RecordingBackend((torch.float32,))
+    kernels.register_backend(backend)
+    yield backend
+    kernels._BACKENDS.pop(backend.name)
+
+
+def test_default_is_auto_and_reference_on_cpu(monkeypatch):
+    monkeypatch.delenv(kernels.ENV_VAR, raising=False)
+    assert kernels.current_backend_name() == "auto"
+    assert kernels.backend_for(torch.ones(1)).name in kernels.available_backends()
+
+
+def test_context_manager_forces_and_restores(recording):
+    x = torch.randn(10)
+    with kernels.use_backend("recording"):
+        y = dropkit.functional.dropout(x, 0.5, seed=1)
+        assert kernels.current_backend_name() == "recording"
+    assert recording.calls == ["dropout"]
+    assert kernels.current_backend_name() in ("auto", "reference")
+    assert torch.equal(y, dropkit.functional.dropout(x, 0.5, seed=1))
+
+
+def test_env_var_forces(monkeypatch, recording):
+    monkeypatch.setenv(kernels.ENV_VAR, "recording")
+    dropkit.functional.gaussian_dropout(torch.randn(4), 0.5, seed=1)
+    assert recording.calls == ["gaussian_dropout"]
+
+
+def test_unsupported_dtype_falls_back_with_one_warning(recording):
+    x = torch.randn(10, dtype=torch.float64)
+    with kernels.use_backend("recording"):
+        with pytest.warns(RuntimeWarning, match="using the reference backend"):
+            y = dropkit.functional.dropout(x, 0.5, seed=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            dropkit.functional.dropout(x, 0.5, seed=1)  # warned once already
+    assert recording.calls == []
+    assert torch.equal(y, dropkit.functional.dropout(x, 0.5, seed=1))
+
+
+def test_auto_prefers_registered_backend_for_its_device(recording):
+    kernels.register_backend(recording, device_types=("cpu",))
+    try:
+        dropkit.functional.alpha_dropout(torch.randn(4), 0.5, seed=1)
+        assert recording.calls == ["alpha_dropout"]
+    finally:
+        kernels._PREFERENCE["cpu"].remove("recording")
+
+
+def test_unknown_backend_name(monkeypatch):
+    with (
+        pytest.raises(ValueError, match=r"backend must be one of \['auto'"),
+        kernels.use_backend("nonsense"),
+    ):
+        pass
+    monkeypatch.setenv(kernels.ENV_VAR, "nonsense")
+    with pytest.raises(ValueError, match=r"environment variable DROPKIT_BACKEND must be one of"):
+        kernels.current_backend_name()

@@ -1,0 +1,50 @@
+"""The benchmark harness measures what it says."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as torch_functional
+
+import dropkit.functional as F
+from dropkit import benchmark
+from dropkit.cli import main
+
+
+def test_held_bytes_dropkit_zero_per_element_torch_holds_mask():
+    x = torch.randn(1 << 16)
+    assert benchmark.held_bytes(lambda t: F.dropout(t, 0.1, seed=1), x) <= 64
+    assert benchmark.held_bytes(lambda t: torch_functional.dropout(t, 0.1), x) >= x.numel()
+
+
+def test_run_benchmarks_and_ratios():
+    results = benchmark.run_benchmarks(
+        ops=["dropout"], sizes=[4096], dtypes=[torch.float32], min_time_s=0.01
+    )
+    assert {(r.provider, r.pass_name) for r in results} == {
+        (p, s) for p in ("dropkit", "torch", "copy") for s in ("fwd", "fwd+bwd")
+    }
+    for r in results:
+        assert r.median_ms > 0 and r.q25_ms <= r.median_ms <= r.q75_ms
+        floor = next(
+            c for c in results if c.provider == "copy" and c.pass_name == r.pass_name
+        ).median_ms
+        assert abs(r.ratio_to_floor - r.median_ms / floor) < 1e-9
+    table = benchmark.format_table(results)
+    assert "dropout" in table and "fwd+bwd" in table
+
+
+def test_cli_bench_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--ops", "alpha_dropout", "--sizes", "2^10", "--dtypes", "fp32",
+                 "--min-time", "0.01", "--output", str(out)])  # fmt: skip
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert {r["provider"] for r in payload["results"]} == {"dropkit", "torch", "copy"}
+    assert "alpha_dropout" in capsys.readouterr().out
+
+
+def test_cli_bad_arguments_exit_2(capsys):
+    assert main(["bench", "--ops", "nope", "--sizes", "16", "--min-time", "0.01"]) == 2
+    assert "ops must be among" in capsys.readouterr().err
