@@ -25,6 +25,8 @@ class _RecordingBackend:
         return x.dtype in self.supported_dtypes
 
     def __getattr__(self, name: str):
+        if name == "gaussian_dropout_unsupported":
+            raise AttributeError(name)
         op = getattr(self._reference, name)
 
         def call(*args, **kwargs):
@@ -45,7 +47,7 @@ def recording():
 def test_default_is_auto_and_reference_on_cpu(monkeypatch):
     monkeypatch.delenv(kernels.ENV_VAR, raising=False)
     assert kernels.current_backend_name() == "auto"
-    assert kernels.backend_for(torch.ones(1)).name in kernels.available_backends()
+    assert kernels.backend_for(torch.ones(1), "dropout").name in kernels.available_backends()
 
 
 def test_context_manager_forces_and_restores(recording):
@@ -94,3 +96,11 @@ def test_unknown_backend_name(monkeypatch):
     monkeypatch.setenv(kernels.ENV_VAR, "nonsense")
     with pytest.raises(ValueError, match=r"environment variable DROPKIT_BACKEND must be one of"):
         kernels.current_backend_name()
+
+
+def test_backend_missing_an_op_uses_reference_for_it(recording):
+    x = torch.randn(4)
+    with kernels.use_backend("recording"), pytest.warns(RuntimeWarning, match="cannot run"):
+        assert kernels.backend_for(x, "gaussian_dropout_unsupported").name == "reference"
+    with kernels.use_backend("recording"):
+        assert kernels.backend_for(x, "dropout").name == "recording"

@@ -100,29 +100,36 @@ def use_backend(name: str) -> Iterator[None]:
         _forced.reset(token)
 
 
-def _warn_once(backend_name: str, x: Tensor) -> None:
-    key = (backend_name, f"{x.device.type}/{x.dtype}")
+def _warn_once(backend_name: str, op: str, x: Tensor) -> None:
+    key = (backend_name, op, f"{x.device.type}/{x.dtype}")
     if key not in _warned:
         _warned.add(key)
         warnings.warn(
-            f"dropkit backend {backend_name!r} cannot run {x.dtype} tensors on {x.device.type}; "
-            "using the reference backend (same results, slower)",
+            f"dropkit backend {backend_name!r} cannot run {op} on {x.dtype} tensors on "
+            f"{x.device.type}; using the reference backend (same results, slower)",
             RuntimeWarning,
             stacklevel=4,
         )
 
 
-def backend_for(x: Tensor) -> Any:
-    """The backend that runs ops on ``x`` under the current selection."""
+def _can_run(backend: Any, op: str, x: Tensor) -> bool:
+    return hasattr(backend, op) and bool(backend.supports(x))
+
+
+def backend_for(x: Tensor, op: str) -> Any:
+    """The backend that runs primitive ``op`` on ``x`` under the current selection.
+
+    A backend may implement a subset of the ops; the others run on the reference.
+    """
     name = current_backend_name()
     if name != AUTO:
         backend = _BACKENDS[name]
-        if backend.supports(x):
+        if _can_run(backend, op, x):
             return backend
-        _warn_once(name, x)
+        _warn_once(name, op, x)
         return _REFERENCE
     for candidate in _PREFERENCE.get(x.device.type, []):
         backend = _BACKENDS[candidate]
-        if backend.supports(x):
+        if _can_run(backend, op, x):
             return backend
     return _REFERENCE

@@ -47,7 +47,7 @@ def dropout(
     scale: bool,
 ) -> Tensor:
     """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1."""
-    return backend_for(x).dropout(x, rate, seed, step, offset, mask_shape, scale)
+    return backend_for(x, "dropout").dropout(x, rate, seed, step, offset, mask_shape, scale)
 
 
 dropout.register_fake(_empty_like)
@@ -67,7 +67,9 @@ def gaussian_dropout(
     x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
     """``x * (1 + sqrt(p / (1 - p)) * n)`` with ``n`` standard normal per mask element."""
-    return backend_for(x).gaussian_dropout(x, rate, seed, step, offset, mask_shape)
+    return backend_for(x, "gaussian_dropout").gaussian_dropout(
+        x, rate, seed, step, offset, mask_shape
+    )
 
 
 gaussian_dropout.register_fake(_empty_like)
@@ -87,7 +89,9 @@ def alpha_dropout_backward(
     grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
     """``where(keep, a * grad, 0)``: the gradient of alpha dropout."""
-    return backend_for(grad).alpha_dropout_backward(grad, rate, seed, step, offset, mask_shape)
+    return backend_for(grad, "alpha_dropout_backward").alpha_dropout_backward(
+        grad, rate, seed, step, offset, mask_shape
+    )
 
 
 alpha_dropout_backward.register_fake(_empty_like)
@@ -108,7 +112,7 @@ def alpha_dropout(
     x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
     """``where(keep, a * x + b, a * alpha' + b)`` (Klambauer et al. 2017)."""
-    return backend_for(x).alpha_dropout(x, rate, seed, step, offset, mask_shape)
+    return backend_for(x, "alpha_dropout").alpha_dropout(x, rate, seed, step, offset, mask_shape)
 
 
 alpha_dropout.register_fake(_empty_like)
