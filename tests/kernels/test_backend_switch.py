@@ -104,3 +104,38 @@ def test_backend_missing_an_op_uses_reference_for_it(recording):
         assert kernels.backend_for(x, "gaussian_dropout_unsupported").name == "reference"
     with kernels.use_backend("recording"):
         assert kernels.backend_for(x, "dropout").name == "recording"
+
+
+def test_lazy_backend_missing_dependency_falls_back(monkeypatch):
+    def loader():
+        raise ImportError("no module named 'imaginary'")
+
+    kernels.register_lazy_backend("imaginary", loader, device_types=("meta",))
+    try:
+        assert "imaginary" in kernels.available_backends()
+        x = torch.randn(8)
+        with kernels.use_backend("imaginary"), pytest.warns(RuntimeWarning, match="unavailable"):
+            y = dropkit.functional.dropout(x, 0.5, seed=3)
+        assert torch.equal(y, dropkit.functional.dropout(x, 0.5, seed=3))
+    finally:
+        kernels._BACKENDS.pop("imaginary", None)
+        kernels._LAZY.pop("imaginary", None)
+        kernels._PREFERENCE.pop("meta", None)
+
+
+def test_lazy_backend_loaded_on_first_use(recording):
+    kernels._BACKENDS.pop("recording")
+    loads = []
+
+    def loader():
+        loads.append(1)
+        return recording
+
+    kernels.register_lazy_backend("recording", loader)
+    try:
+        with kernels.use_backend("recording"):
+            dropkit.functional.dropout(torch.randn(4), 0.5, seed=1)
+            dropkit.functional.dropout(torch.randn(4), 0.5, seed=1)
+        assert loads == [1] and recording.calls == ["dropout", "dropout"]
+    finally:
+        kernels._LAZY.pop("recording", None)

@@ -21,7 +21,7 @@ import contextlib
 import contextvars
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch import Tensor
@@ -34,6 +34,7 @@ __all__ = [
     "backend_for",
     "current_backend_name",
     "register_backend",
+    "register_lazy_backend",
     "use_backend",
 ]
 
@@ -42,12 +43,14 @@ AUTO = "auto"
 
 _REFERENCE = ReferenceBackend()
 _BACKENDS: dict[str, Any] = {_REFERENCE.name: _REFERENCE}
+# Backends whose module is imported on first use (keeps triton & co. off the import path).
+_LAZY: dict[str, Callable[[], Any]] = {}
 # Per device type, backend names in order of preference for "auto".
 _PREFERENCE: dict[str, list[str]] = {}
 _forced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "dropkit_backend", default=None
 )
-_warned: set[tuple[str, str]] = set()
+_warned: set[tuple[str, str, str]] = set()
 
 
 def register_backend(backend: Any, *, device_types: tuple[str, ...] = ()) -> None:
@@ -64,9 +67,58 @@ def register_backend(backend: Any, *, device_types: tuple[str, ...] = ()) -> Non
         names.insert(0, backend.name)
 
 
+def register_lazy_backend(
+    name: str, loader: Callable[[], Any], *, device_types: tuple[str, ...] = ()
+) -> None:
+    """Register backend ``name`` whose object ``loader()`` builds on first use.
+
+    If the loader raises ``ImportError`` (an optional dependency is missing), the backend is
+    unavailable: ops run on the reference, with a one-time warning.
+    """
+    _LAZY[name] = loader
+    for device_type in device_types:
+        names = _PREFERENCE.setdefault(device_type, [])
+        if name in names:
+            names.remove(name)
+        names.insert(0, name)
+
+
+def _resolve(name: str) -> Any:
+    """The backend object for ``name``, loading a lazy one; None if it cannot be loaded."""
+    if name in _BACKENDS:
+        return _BACKENDS[name]
+    loader = _LAZY.get(name)
+    if loader is None:
+        return None
+    try:
+        backend = loader()
+    except ImportError as error:
+        _LAZY.pop(name)
+        warnings.warn(
+            f"dropkit backend {name!r} is unavailable ({error}); using the reference backend "
+            "(same results, slower)",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        _BACKENDS[name] = _Unavailable(name)
+        return _BACKENDS[name]
+    _BACKENDS[name] = backend
+    return backend
+
+
+class _Unavailable:
+    """Stands in for a backend whose optional dependency is missing: supports nothing."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def supports(self, x: Tensor) -> bool:
+        return False
+
+
 def available_backends() -> list[str]:
     """Names accepted by :func:`use_backend` and ``DROPKIT_BACKEND``."""
-    return [AUTO, *sorted(_BACKENDS)]
+    return [AUTO, *sorted(set(_BACKENDS) | set(_LAZY))]
 
 
 def _check_name(name: str, source: str) -> str:
@@ -123,13 +175,14 @@ def backend_for(x: Tensor, op: str) -> Any:
     """
     name = current_backend_name()
     if name != AUTO:
-        backend = _BACKENDS[name]
+        backend = _resolve(name)
         if _can_run(backend, op, x):
             return backend
-        _warn_once(name, op, x)
+        if not isinstance(backend, _Unavailable):  # that one has warned already
+            _warn_once(name, op, x)
         return _REFERENCE
     for candidate in _PREFERENCE.get(x.device.type, []):
-        backend = _BACKENDS[candidate]
-        if _can_run(backend, op, x):
+        backend = _resolve(candidate)
+        if backend is not None and _can_run(backend, op, x):
             return backend
     return _REFERENCE
