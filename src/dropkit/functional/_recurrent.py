@@ -76,9 +76,16 @@ def weight_dropout_call(
             weight, rate, seed_t, step_t, position, list(weight.shape), True
         )
         position += weight.numel()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_NON_CONTIGUOUS_RNN_WARNING)
-        return torch.func.functional_call(module, replaced, args, kwargs)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_NON_CONTIGUOUS_RNN_WARNING)
+            return torch.func.functional_call(module, replaced, args, kwargs)
+    finally:
+        # functional_call restores the parameters without nn.RNNBase.__setattr__, so an RNN's
+        # cached _flat_weights would keep the masked copies (and their graph): rebuild them.
+        for sub in module.modules():
+            if isinstance(sub, nn.RNNBase):
+                sub._init_flat_weights()
 
 
 def zoneout(
