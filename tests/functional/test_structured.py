@@ -27,7 +27,7 @@ def _expected_block_fraction(p, spatial, block, gamma_scale=1.0):
     pad = []
     for b in reversed(block):
         pad += [b - 1, b - 1]
-    pool = (torch_f.avg_pool2d if len(spatial) == 2 else torch_f.avg_pool3d)
+    pool = torch_f.avg_pool2d if len(spatial) == 2 else torch_f.avg_pool3d
     counts = pool(torch_f.pad(ones, pad), block, stride=1) * math.prod(block)
     return float((1 - (1 - gamma) ** counts).mean())
 

@@ -71,7 +71,7 @@ def attention(
     scores_shape = (*torch.broadcast_shapes(query.shape[:-2], key.shape[:-2]),
                     query.shape[-2], key.shape[-2])  # fmt: skip
     if attn_mask is not None:
-        _check_attn_mask(attn_mask, tuple(int(s) for s in scores_shape))
+        _check_attn_mask(attn_mask, tuple([int(s) for s in scores_shape]))
         if is_causal:
             raise ValueError("attn_mask and is_causal=True are exclusive; pass one of them")
     rate = as_rate(p, query)

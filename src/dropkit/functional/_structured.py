@@ -51,7 +51,7 @@ def check_block_size(block_size: object, spatial_dims: int) -> tuple[int, ...]:
         raise TypeError(
             f"block_size must be an int or a tuple of {spatial_dims} ints, got {block_size!r}"
         )
-    if any(s < 1 for s in sizes):
+    if min(sizes) < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size!r}")
     return tuple(sizes)
 
@@ -63,7 +63,7 @@ def _drop_block_gamma(
     # clipped to the map so that the valid area is never empty.
     feat_area = math.prod(spatial)
     block_area = math.prod(block)
-    valid_area = math.prod(s - b + 1 for s, b in zip(spatial, block, strict=True))
+    valid_area = math.prod([s - b + 1 for s, b in zip(spatial, block, strict=True)])
     factor = gamma_scale * feat_area / (block_area * valid_area)
     return torch.clamp(rate.to(torch.float64) * factor, 0.0, 1.0).to(torch.float32)
 
@@ -110,8 +110,8 @@ def drop_block(
     rate = as_rate(p, x)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return x
-    spatial = tuple(int(s) for s in x.shape[2:])
-    block = tuple(min(b, s) for b, s in zip(requested, spatial, strict=True))
+    spatial = tuple([int(s) for s in x.shape[2:]])
+    block = tuple([min(b, s) for b, s in zip(requested, spatial, strict=True)])
     valid = [s - b + 1 for s, b in zip(spatial, block, strict=True)]
     channels = 1 if couple_channels else int(x.shape[1])
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
