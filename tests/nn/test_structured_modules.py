@@ -159,12 +159,9 @@ CASES = {
 def test_contract(name):
     factory, shape, options = CASES[name]
     torch.manual_seed(0)
-    if shape == "ids":
-        example = torch.randint(0, 10, (4, 6)).float()
-    else:
-        example = torch.rand(shape) + 0.1
-    with torch.no_grad():
-        check_module_contract(factory, example, **options)
+    ids = torch.randint(0, 10, (4, 6)).float()
+    example = ids if shape == "ids" else torch.rand(shape) + 0.1
+    check_module_contract(factory, example, **options)
 
 
 def test_rate_updates_through_p_and_linear_ramp():
