@@ -97,8 +97,10 @@ def test_drop_head_other_axis_gradcheck_and_errors():
     assert bool(((y == 0).all(1) | (y != 0).all(1)).all())
     x64 = torch.randn(2, 3, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: F.drop_head(t, 0.4, seed=3), (x64,))
-    with pytest.raises(ValueError, match="head_dim must be in"):
+    with pytest.raises(ValueError, match="head_dim must not be the batch dim"):
         F.drop_head(x, 0.5, head_dim=0)
+    with pytest.raises(ValueError, match="head_dim must be in"):
+        F.drop_head(x, 0.5, head_dim=3)
     with pytest.raises(ValueError, match="scale must be"):
         F.drop_head(x, 0.5, scale="none")
 

@@ -351,3 +351,22 @@ def test_patch_dropout_uniform_selection_and_errors():
         F.patch_dropout(x, 1.0)
     with pytest.raises(ValueError, match="num_prefix_tokens must be in"):
         F.patch_dropout(x, 0.5, num_prefix_tokens=11)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda x, w: F.drop_connect_linear(x, w, None, 0.5, seed=1),
+        lambda x, w: F.drop_path(x @ w.T, 0.5, seed=1),
+        lambda x, w: F.embedding_dropout(torch.arange(32), w, 0.5, seed=1),
+    ],
+)
+def test_no_bool_mask_of_the_weight_or_output_is_saved(op):
+    saved = []
+    x = torch.randn(32, 48, requires_grad=True)
+    weight = torch.randn(40, 48, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = op(x, weight)
+    y.sum().backward()
+    masks = [t for t in saved if t.dtype == torch.bool]
+    assert all(t.numel() <= 40 for t in masks), [tuple(t.shape) for t in masks]

@@ -10,7 +10,13 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.functional._checks import as_rate, check_floating, check_offset, resolve_seed_step
+from dropkit.functional._checks import (
+    as_rate,
+    check_dim,
+    check_floating,
+    check_offset,
+    resolve_seed_step,
+)
 from dropkit.kernels import _ops
 from dropkit.kernels.reference import compute_dtype, dropout_scale
 
@@ -121,8 +127,8 @@ def drop_head(
     check_floating(x)
     if x.dim() < 2:
         raise ValueError(f"input must be (B, H, ...) with a head dim, got {tuple(x.shape)}")
-    if head_dim in (0, -x.dim()) or not -x.dim() <= head_dim < x.dim():
-        raise ValueError(f"head_dim must be in [1, {x.dim() - 1}] (0 is the batch), got {head_dim}")
+    if check_dim(head_dim, x.dim(), "head_dim") == 0:
+        raise ValueError(f"head_dim must not be the batch dim 0, got {head_dim}")
     if scale not in ("kept", "rate"):
         raise ValueError(f"scale must be 'kept' or 'rate', got {scale!r}")
     head_dim %= x.dim()

@@ -207,7 +207,8 @@ def variational_rnn(
     ``p_layer`` on the input of every further layer, ``p_output`` on the output, and
     ``p_hidden`` on ``h_{t-1}`` inside each layer and direction — each the same at every time
     step. With ``p_hidden == 0`` (or at inference) every layer runs as PyTorch's fused RNN op
-    (cuDNN on GPU); otherwise the recurrence is unrolled in Python.
+    (cuDNN on GPU); otherwise the recurrence is unrolled in Python. The choice reads
+    ``p_hidden`` on the host (one sync per call on GPU).
 
     Example:
         >>> lstm = torch.nn.LSTM(3, 4)

@@ -15,6 +15,7 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
+    check_dim,
     check_floating,
     check_offset,
     check_p,
@@ -150,18 +151,46 @@ def drop_block(
 
 
 def drop_block2d(
-    x: Tensor, p: float | Tensor = 0.1, training: bool = True, **kwargs: object
+    x: Tensor,
+    p: float | Tensor = 0.1,
+    training: bool = True,
+    *,
+    block_size: int | tuple[int, int] = 7,
+    gamma_scale: float = 1.0,
+    scale: BlockScale = "kept",
+    couple_channels: bool = True,
+    with_noise: bool = False,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+    inplace: bool = False,
 ) -> Tensor:
     """DropBlock on ``(N, C, H, W)``; see :func:`drop_block` and :class:`dropkit.nn.DropBlock2d`.
 
     Example:
         >>> y = drop_block2d(torch.ones(1, 1, 6, 5), 0.2, block_size=2, seed=0)
     """
-    return drop_block(x, p, training, spatial_dims=2, **kwargs)  # type: ignore[arg-type]
+    return drop_block(
+        x, p, training, block_size=block_size, spatial_dims=2, gamma_scale=gamma_scale,
+        scale=scale, couple_channels=couple_channels, with_noise=with_noise, seed=seed,
+        step=step, offset=offset, inplace=inplace,
+    )  # fmt: skip
 
 
 def drop_block3d(
-    x: Tensor, p: float | Tensor = 0.1, training: bool = True, **kwargs: object
+    x: Tensor,
+    p: float | Tensor = 0.1,
+    training: bool = True,
+    *,
+    block_size: int | tuple[int, int, int] = 7,
+    gamma_scale: float = 1.0,
+    scale: BlockScale = "kept",
+    couple_channels: bool = True,
+    with_noise: bool = False,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
+    inplace: bool = False,
 ) -> Tensor:
     """DropBlock on ``(N, C, D, H, W)``; see :func:`drop_block` and
     :class:`dropkit.nn.DropBlock3d`.
@@ -169,7 +198,11 @@ def drop_block3d(
     Example:
         >>> y = drop_block3d(torch.ones(1, 1, 4, 4, 4), 0.2, block_size=2, seed=0)
     """
-    return drop_block(x, p, training, spatial_dims=3, **kwargs)  # type: ignore[arg-type]
+    return drop_block(
+        x, p, training, block_size=block_size, spatial_dims=3, gamma_scale=gamma_scale,
+        scale=scale, couple_channels=couple_channels, with_noise=with_noise, seed=seed,
+        step=step, offset=offset, inplace=inplace,
+    )  # fmt: skip
 
 
 def drop_path(
@@ -195,11 +228,7 @@ def drop_path(
         raise ValueError("input of drop_path must have a batch dimension, got a 0-d tensor")
     if mode not in ("row", "batch"):
         raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
-    if isinstance(batch_dim, bool) or not isinstance(batch_dim, int):
-        raise TypeError(f"batch_dim must be an int, got {batch_dim!r}")
-    batch_dim = batch_dim % x.dim() if -x.dim() <= batch_dim < x.dim() else -1
-    if batch_dim < 0:
-        raise ValueError(f"batch_dim must be in [{-x.dim()}, {x.dim() - 1}], got {batch_dim}")
+    batch_dim = check_dim(batch_dim, x.dim(), "batch_dim")
     rate = as_rate(p, x)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return x
@@ -215,7 +244,13 @@ def drop_path_add(
     branch: Tensor,
     p: float | Tensor = 0.0,
     training: bool = True,
-    **kwargs: object,
+    *,
+    scale_by_keep: bool = True,
+    mode: DropPathMode = "row",
+    batch_dim: int = 0,
+    seed: rng.SeedLike | None = None,
+    step: rng.StepLike = 0,
+    offset: int = 0,
 ) -> Tensor:
     """``x + drop_path(branch, p)``: a residual add with stochastic depth on the branch.
 
@@ -229,7 +264,11 @@ def drop_path_add(
         raise ValueError(
             f"branch must have the shape of x {tuple(x.shape)}, got {tuple(branch.shape)}"
         )
-    return x + drop_path(branch, p, training, **kwargs)  # type: ignore[arg-type]
+    dropped = drop_path(
+        branch, p, training, scale_by_keep=scale_by_keep, mode=mode, batch_dim=batch_dim,
+        seed=seed, step=step, offset=offset,
+    )  # fmt: skip
+    return x + dropped
 
 
 def depth_rates(
