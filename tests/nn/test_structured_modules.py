@@ -62,6 +62,11 @@ class _VariationalAdapter(dropkit.nn.VariationalLSTM):
         return super().forward(x)[0]
 
 
+class _VariationalGRUAdapter(dropkit.nn.VariationalGRU):
+    def forward(self, x):
+        return super().forward(x)[0]
+
+
 def _zoneout_eval(module, x):
     hx = (x, x) if isinstance(module.cell, nn.LSTMCell) else x
     h_new = module.cell(x, hx)
@@ -143,6 +148,16 @@ CASES = {
         lambda: _VariationalAdapter(5, 5, num_layers=2, p=0.3, seed=15),
         (6, 2, 5),
         {"eval_identity": False, "check_compile": False},
+    ),
+    "VariationalGRU": (
+        lambda: _VariationalGRUAdapter(5, 5, batch_first=True, p=0.3, seed=19),
+        (2, 6, 5),
+        {"eval_identity": False, "check_compile": False},
+    ),
+    "DropConnectConv1d": (
+        lambda: dropkit.nn.DropConnectConv1d(3, 3, 1, p=0.5, seed=20),
+        (2, 3, 7),
+        {"eval_identity": False, "eval_expected": lambda m, x: torch_f.conv1d(x, m.weight, m.bias)},
     ),
     # Attention, not an identity: inference has no dropout.
     "AttentionDropout": (
