@@ -476,7 +476,9 @@ class EmbeddingDropout(DropoutModule):
         self.padding_idx = template.padding_idx
 
     @classmethod
-    def from_embedding(cls, embedding: nn.Embedding, p: float = 0.1, **kwargs: Any) -> Any:
+    def from_embedding(
+        cls, embedding: nn.Embedding, p: float = 0.1, **kwargs: Any
+    ) -> EmbeddingDropout:
         """Embedding dropout sharing ``embedding``'s weight (e.g. tied with a decoder)."""
         layer = cls(
             embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx, p, **kwargs
@@ -522,7 +524,9 @@ class ADL(DropoutModule):
         CVPR 2019.
     """
 
-    def __init__(self, drop_rate: float = 0.75, gamma: float = 0.9, *, seed: int | None = None):
+    def __init__(
+        self, drop_rate: float = 0.75, gamma: float = 0.9, *, seed: int | None = None
+    ) -> None:
         super().__init__(drop_rate, seed=seed)
         self.gamma = check_p(gamma, "gamma")
 
