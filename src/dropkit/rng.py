@@ -228,7 +228,7 @@ def _element_words(
 
 
 def _shape_numel(shape: Sequence[int]) -> int:
-    return math.prod(int(s) for s in shape)
+    return math.prod([int(s) for s in shape])  # a list: torch.compile cannot trace a genexpr here
 
 
 def keep_mask(
