@@ -46,9 +46,7 @@ def stagewise(
         [[0.0], [0.3, 0.3, 0.3]]
     """
     depths = list(stage_depths)
-    if not depths or any(
-        isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths
-    ):
+    if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
         raise ValueError(f"stage_depths must be a non-empty list of positive ints, got {depths}")
     if per_block:
         flat = linear_by_depth(max_rate, sum(depths))

@@ -28,6 +28,11 @@ def rate_modules(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
+def module_rate(module: nn.Module) -> float:
+    """The rate of a dropkit or ``torch.nn`` dropout module as a Python float."""
+    return float(getattr(module, "p"))  # noqa: B009 - DropoutModule.p or torch's attribute
+
+
 def set_module_rate(module: nn.Module, rate: float) -> None:
     """Write ``rate`` into ``module`` in place.
 
@@ -38,7 +43,7 @@ def set_module_rate(module: nn.Module, rate: float) -> None:
     if isinstance(module, DropoutModule):
         module.p = rate
     else:
-        module.p = check_p(rate)
+        setattr(module, "p", check_p(rate))  # noqa: B010 - torch's p is an untyped attribute
 
 
 class DropoutScheduler:
@@ -92,7 +97,7 @@ class DropoutScheduler:
 
     def rates(self) -> dict[str, float]:
         """The current rate of every bound module, by qualified name."""
-        return {name: float(module.p) for name, (module, _) in self._bindings.items()}
+        return {name: module_rate(module) for name, (module, _) in self._bindings.items()}
 
     def schedules(self) -> dict[str, Schedule]:
         """The schedule bound to each module, by qualified name."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 from dropkit.functional._checks import check_p
@@ -173,7 +174,7 @@ def step(rates: Sequence[float], boundaries: Sequence[int]) -> Schedule:
             f"rates needs one more entry than boundaries, got {len(checked)} rates and "
             f"{len(bounds)} boundaries"
         )
-    if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+    if any(b >= c for b, c in pairwise(bounds)):
         raise ValueError(f"boundaries must strictly increase, got {list(bounds)}")
     return _Step(checked, bounds)
 
@@ -314,7 +315,7 @@ class _Early(_Schedule):
 def _check_shape(shape: object) -> PhaseShape:
     if shape not in ("constant", "linear"):
         raise ValueError(f"shape must be one of ('constant', 'linear'), got {shape!r}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def early(
@@ -406,7 +407,7 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
             f"schedules needs one more entry than boundaries, got {len(funcs)} schedules and "
             f"{len(bounds)} boundaries"
         )
-    if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
+    if any(b >= c for b, c in pairwise(bounds)):
         raise ValueError(f"boundaries must strictly increase, got {list(bounds)}")
     return _Join(funcs, bounds)
 
@@ -444,6 +445,6 @@ def piecewise(points: Sequence[tuple[int, float]]) -> Schedule:
     )
     if not checked:
         raise ValueError("points must hold at least one (step, rate) pair, got none")
-    if any(a[0] >= b[0] for a, b in zip(checked, checked[1:], strict=False)):
+    if any(a[0] >= b[0] for a, b in pairwise(checked)):
         raise ValueError(f"points' steps must strictly increase, got {[p[0] for p in checked]}")
     return _Piecewise(checked)

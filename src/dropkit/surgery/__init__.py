@@ -1,6 +1,14 @@
 """Model surgery on any ``nn.Module``: convert dropout to dropkit and back, route functional
-dropout, insert, remove and re-rate dropout layers."""
+dropout, insert, remove and re-rate dropout layers; summary and audit of every dropout site."""
 
+from dropkit.surgery._audit import (
+    AuditReport,
+    DropoutSite,
+    DropoutSummary,
+    Finding,
+    audit,
+    summary,
+)
 from dropkit.surgery._convert import (
     PRESETS,
     ConversionError,
@@ -23,9 +31,14 @@ from dropkit.surgery._registry import register_conversion, register_unsupported
 
 __all__ = [
     "PRESETS",
+    "AuditReport",
     "ConversionError",
     "ConversionReport",
+    "DropoutSite",
+    "DropoutSummary",
+    "Finding",
     "FunctionalDropoutRouter",
+    "audit",
     "convert",
     "insert",
     "is_dropout_like",
@@ -36,6 +49,7 @@ __all__ = [
     "route_functional",
     "set_rates",
     "site_seed",
+    "summary",
     "to_torch",
     "unroute_functional",
 ]

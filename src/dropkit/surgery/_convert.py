@@ -122,8 +122,10 @@ def _surgery(
             continue
         entry = lookup(module, direction)
         if entry is None:
-            if direction == "to_dropkit" and is_dropout_like(module) and not isinstance(
-                module, dk.DropoutModule
+            if (
+                direction == "to_dropkit"
+                and is_dropout_like(module)
+                and not isinstance(module, dk.DropoutModule)
             ):
                 report.unsupported.append(
                     (path, _type_name(module), "unknown dropout-like type; register a conversion "
@@ -154,9 +156,7 @@ def _surgery(
     return report
 
 
-def convert(
-    model: nn.Module, *, strict: bool = True, seed: int | None = None
-) -> ConversionReport:
+def convert(model: nn.Module, *, strict: bool = True, seed: int | None = None) -> ConversionReport:
     """Replace every ``torch.nn`` dropout of ``model`` (in place) by its dropkit equivalent.
 
     ``Dropout`` → :class:`dropkit.nn.Dropout`, ``Dropout1d/2d/3d`` →
@@ -190,6 +190,7 @@ def to_torch(model: nn.Module, *, strict: bool = True) -> ConversionReport:
     standard mode, a ``noise_shape``) are reported as in :func:`convert`.
 
     Example:
+        >>> import torch, dropkit
         >>> model = torch.nn.Sequential(dropkit.nn.Dropout(0.1))
         >>> type(to_torch(model).model[0]).__name__
         'Dropout'
@@ -354,9 +355,7 @@ def preset_rates(model: nn.Module) -> dict[str, str]:
     positions = {}
     for index, (name, module) in enumerate(order):
         if name in rate_modules(model) or isinstance(module, dk.DropoutModule):
-            positions[name] = (
-                "input" if index < first else "output" if index > last else "hidden"
-            )
+            positions[name] = "input" if index < first else "output" if index > last else "hidden"
     return positions
 
 
@@ -377,6 +376,7 @@ def set_rates(
         the new rate of every module that was set, by qualified name.
 
     Example:
+        >>> import torch, dropkit
         >>> model = torch.nn.Sequential(dropkit.nn.Dropout(0.5), torch.nn.Linear(4, 4))
         >>> set_rates(model, {"0": "input_low"})
         {'0': 0.1}

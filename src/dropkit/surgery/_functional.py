@@ -138,7 +138,9 @@ class FunctionalDropoutRouter(DropoutModule):
         self._counts[key] = index + 1
         return f"{key}#{index}", owner
 
-    def _route(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+    def _route(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Tensor:
         if func in _TORCH_ROUTES:
             x, p, training = args[:3]
             inplace = False

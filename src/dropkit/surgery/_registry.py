@@ -34,16 +34,16 @@ _UNSUPPORTED: dict[Direction, dict[_Key, str]] = {"to_dropkit": {}, "to_torch": 
 def _check_direction(direction: object) -> Direction:
     if direction not in ("to_dropkit", "to_torch"):
         raise ValueError(f"direction must be one of ('to_dropkit', 'to_torch'), got {direction!r}")
-    return direction  # type: ignore[return-value]
+    return direction
 
 
 def register_conversion(source: _Key, factory: Factory, *, direction: Direction) -> None:
     """Convert modules of type ``source`` (a type or qualified class name) with ``factory``.
 
     ``factory(module)`` returns the replacement (keeping the rate; the training mode is copied
-    afterwards) or a string saying why this instance has no equivalent. Later registrations override earlier ones, so a
-    build that adds e.g. ``dropkit.nn.DropPath`` registers ``"timm.layers.drop.DropPath"``
-    here and the "no equivalent" report disappears.
+    afterwards) or a string saying why this instance has no equivalent. Later registrations
+    override earlier ones, so a build that adds e.g. ``dropkit.nn.DropPath`` registers
+    ``"timm.layers.drop.DropPath"`` here and the "no equivalent" report disappears.
     """
     direction = _check_direction(direction)
     _FACTORIES[direction][source] = factory
@@ -119,9 +119,7 @@ register_conversion(nn.Dropout1d, _spatial(dk.SpatialDropout1d), direction="to_d
 register_conversion(nn.Dropout2d, _spatial(dk.SpatialDropout2d), direction="to_dropkit")
 register_conversion(nn.Dropout3d, _spatial(dk.SpatialDropout3d), direction="to_dropkit")
 register_conversion(nn.AlphaDropout, _alpha(dk.AlphaDropout), direction="to_dropkit")
-register_conversion(
-    nn.FeatureAlphaDropout, _alpha(dk.FeatureAlphaDropout), direction="to_dropkit"
-)
+register_conversion(nn.FeatureAlphaDropout, _alpha(dk.FeatureAlphaDropout), direction="to_dropkit")
 for _name in (
     "timm.layers.drop.DropPath",
     "timm.layers.drop.DropBlock2d",
