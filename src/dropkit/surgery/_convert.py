@@ -322,10 +322,11 @@ def remove(
         raise no_match_error(selector, sites, "dropout module")
     report = ConversionReport(model)
     removed = set(selected)
-    for module in model.modules():
+    paths = {id(m): n for n, m in model.named_modules()}
+    for module in list(model.modules()):
         for key, hook in list(module._forward_hooks.items()):
             if isinstance(hook, _DropoutAfter):
-                parent_path = next(n for n, m in model.named_modules() if m is hook.parent)
+                parent_path = paths[id(hook.parent)]
                 path = f"{parent_path}.{hook.name}" if parent_path else hook.name
                 if path in removed:
                     del module._forward_hooks[key]
