@@ -22,6 +22,7 @@ import dropkit.functional as dkf
 from dropkit.functional._checks import check_p
 from dropkit.nn._base import DropoutModule
 from dropkit.surgery._convert import site_seed
+from dropkit.surgery._registry import register_unsupported
 
 __all__ = ["ROUTER_NAME", "FunctionalDropoutRouter", "route_functional", "unroute_functional"]
 
@@ -256,3 +257,10 @@ def unroute_functional(model: nn.Module) -> None:
                 if isinstance(hook, (_Enter, _Exit)) and hook.router is router:
                     del hooks[key]
     delattr(model, ROUTER_NAME)
+
+
+register_unsupported(
+    FunctionalDropoutRouter,
+    "a functional-dropout router; call dropkit.surgery.unroute_functional(model) first",
+    direction="to_torch",
+)
