@@ -20,13 +20,16 @@ def test_plain_loop_helper_steps_after_each_batch_and_logs():
     model = _model()
     scheduler = schedules.DropoutScheduler(model, {"1": schedules.linear(0.0, 0.4, 4)})
     logged: list[tuple[int, dict[str, float]]] = []
-    seen = [model[1].p for _ in scheduled(range(5), scheduler, log=lambda s, r: logged.append((s, r)))]
+    seen = [
+        model[1].p for _ in scheduled(range(5), scheduler, log=lambda s, r: logged.append((s, r)))
+    ]
     assert seen == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
     assert [step for step, _ in logged] == [0, 1, 2, 3, 4]
     assert logged[2][1] == pytest.approx({"1": 0.2})
     assert scheduler.current_step == 5
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:DeprecationWarning")
 def test_lightning_callback_steps_logs_and_checkpoints(tmp_path):
     lightning = pytest.importorskip("lightning.pytorch", reason="needs PyTorch Lightning")
     from dropkit.integrations.lightning import DropoutSchedulerCallback
@@ -49,7 +52,9 @@ def test_lightning_callback_steps_logs_and_checkpoints(tmp_path):
     module = Module()
     scheduler = schedules.DropoutScheduler(module.net, {"1": schedules.linear(0.0, 0.5, 5)})
     callback = DropoutSchedulerCallback(scheduler)
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2)
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=2
+    )
     trainer = lightning.Trainer(
         max_steps=4, callbacks=[callback], logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
@@ -60,6 +65,8 @@ def test_lightning_callback_steps_logs_and_checkpoints(tmp_path):
     assert float(trainer.callback_metrics["dropout/1"]) == pytest.approx(0.3)
     assert callback.state_dict() == {"step": 4}
     # A restored callback resumes the schedule mid-way.
-    fresh = DropoutSchedulerCallback(schedules.DropoutScheduler(_model(), {"1": schedules.linear(0.0, 0.5, 5)}))
+    fresh = DropoutSchedulerCallback(
+        schedules.DropoutScheduler(_model(), {"1": schedules.linear(0.0, 0.5, 5)})
+    )
     fresh.load_state_dict(callback.state_dict())
     assert fresh.scheduler.rates() == pytest.approx({"1": 0.4})

@@ -153,7 +153,8 @@ def test_timm_vit_round_trip_and_droppath_reported():
         report = surgery.convert(with_drop_path, strict=False)
     # timm's linear depth rule gives block 0 rate 0 (an Identity): only block 1 has DropPath.
     assert sorted(p for p, _, _ in report.unsupported) == [
-        "blocks.1.drop_path1", "blocks.1.drop_path2"
+        "blocks.1.drop_path1",
+        "blocks.1.drop_path2",
     ]
     # Fused attention dropout cannot be routed: the router says so after a training forward.
     router = surgery.route_functional(with_drop_path, seed=0)

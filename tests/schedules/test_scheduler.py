@@ -65,7 +65,9 @@ def test_state_dict_round_trip_resumes_mid_schedule():
 def test_rate_changes_never_recompile():
     torch._dynamo.reset()
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 64), dropkit.nn.Dropout(0.0), nn.ReLU(), dropkit.nn.Dropout(0.0))
+    model = nn.Sequential(
+        nn.Linear(8, 64), dropkit.nn.Dropout(0.0), nn.ReLU(), dropkit.nn.Dropout(0.0)
+    )
     scheduler = S.DropoutScheduler(model, {dropkit.nn.Dropout: S.linear(0.05, 0.5, 5)})
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     x = torch.randn(16, 8)
@@ -88,7 +90,10 @@ def test_rate_changes_never_recompile():
 def test_pattern_matching_nothing_lists_near_matches():
     model = nn.Sequential()
     model.add_module("encoder_dropout", dropkit.nn.Dropout(0.1))
-    with pytest.raises(ValueError, match=r"pattern 'encoder_droput' matches no dropout module.*near matches: \['encoder_dropout'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"'encoder_droput' matches no dropout module.*near matches: \['encoder_dropout'\]",
+    ):
         S.DropoutScheduler(model, {"encoder_droput": S.constant(0.2)})
     scheduler = S.DropoutScheduler(model, {"encoder_droput": S.constant(0.2)}, strict=False)
     assert scheduler.rates() == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -15,13 +16,22 @@ def test_constant():
 
 def test_linear_hand_values():
     schedule = S.linear(0.1, 0.5, 4, begin=2)
-    assert [schedule(t) for t in range(8)] == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5])
+    assert [schedule(t) for t in range(8)] == pytest.approx(
+        [0.1, 0.1, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5]
+    )
 
 
 def test_cosine_hand_values():
     schedule = S.cosine(0.5, 0.1, 4)
     # 0.1 + 0.4 * (1 + cos(pi t / 4)) / 2
-    expected = [0.5, 0.1 + 0.2 * (1 + math.cos(math.pi / 4)), 0.3, 0.1 + 0.2 * (1 - math.cos(math.pi / 4)), 0.1, 0.1]
+    expected = [
+        0.5,
+        0.1 + 0.2 * (1 + math.cos(math.pi / 4)),
+        0.3,
+        0.1 + 0.2 * (1 - math.cos(math.pi / 4)),
+        0.1,
+        0.1,
+    ]
     assert [schedule(t) for t in range(6)] == pytest.approx(expected)
 
 
@@ -52,7 +62,7 @@ def test_curriculum_matches_morerio_retain_probability():
     # Shape: starts with no dropout, rises monotonically, approaches but never passes the target.
     values = [schedule(t) for t in range(0, 2000, 10)]
     assert values[0] == 0.0
-    assert all(a < b for a, b in zip(values, values[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(values))
     assert values[-1] < target and values[-1] == pytest.approx(target, abs=1e-6)
 
 
@@ -100,7 +110,10 @@ def test_repr_describes_schedule():
         (lambda: S.constant(1.5), r"rate must be in \[0, 1\]"),
         (lambda: S.linear(0.1, -0.1, 10), r"end must be in \[0, 1\]"),
         (lambda: S.linear(0.1, 0.2, 0), r"steps must be a positive int"),
-        (lambda: S.warmup(0.1, 200, total_steps=100), r"warmup_steps \(200\) is longer than the run"),
+        (
+            lambda: S.warmup(0.1, 200, total_steps=100),
+            r"warmup_steps \(200\) is longer than the run",
+        ),
         (lambda: S.early(0.1, 200, total_steps=100), r"until \(200\) is longer than the run"),
         (lambda: S.late(0.1, 200, total_steps=100), r"start \(200\) is longer than the run"),
         (lambda: S.early(0.1, 10, shape="cosine"), r"shape must be one of"),

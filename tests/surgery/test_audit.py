@@ -124,7 +124,12 @@ def test_summary_rows_positions_and_exports(capsys):
     scheduler = schedules.DropoutScheduler(model, {"hidden_dropout": schedules.constant(0.3)})
     rows = dropkit.summary(model, torch.randn(4, 8), scheduler=scheduler)
     printed = capsys.readouterr().out
-    assert [row.path for row in rows] == ["input_dropout", "hidden_dropout", "res_dropout", ":dropout#0"]
+    assert [row.path for row in rows] == [
+        "input_dropout",
+        "hidden_dropout",
+        "res_dropout",
+        ":dropout#0",
+    ]
     hidden = rows[1]
     assert (hidden.technique, hidden.rate, hidden.mode) == ("Dropout", pytest.approx(0.3), "train")
     assert hidden.after == "ReLU (act)" and hidden.before == "Linear (fc2)"

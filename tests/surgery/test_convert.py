@@ -172,7 +172,9 @@ def test_insert_bad_input():
 
 
 def test_remove_replaces_with_identity_and_notes_standard_mode():
-    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.1), dropkit.nn.Dropout(0.2, mode="standard"))
+    model = nn.Sequential(
+        nn.Linear(2, 2), nn.Dropout(0.1), dropkit.nn.Dropout(0.2, mode="standard")
+    )
     report = surgery.remove(model)
     assert all(isinstance(model[i], nn.Identity) for i in (1, 2))
     assert any("mode='standard'" in note for note in report.notes)
@@ -191,10 +193,14 @@ def test_set_rates_patterns_presets_and_bad_input():
         {"drop_in": 0.1, "drop_hidden": 0.4, "drop_out": 0.4}
     )
     assert surgery.preset_rates(model) == {
-        "drop_in": "input", "drop_hidden": "hidden", "drop_out": "output"
+        "drop_in": "input",
+        "drop_hidden": "hidden",
+        "drop_out": "output",
     }
     surgery.set_rates(model, "presets")
-    assert (model.drop_in.p, model.drop_hidden.p, model.drop_out.p) == pytest.approx((0.2, 0.5, 0.0))
+    assert (model.drop_in.p, model.drop_hidden.p, model.drop_out.p) == pytest.approx(
+        (0.2, 0.5, 0.0)
+    )
 
     with pytest.raises(ValueError, match=r"rates\['drop_in'\] must be in \[0, 1\], got 1.5"):
         surgery.set_rates(model, {"drop_in": 1.5})

@@ -80,7 +80,7 @@ def test_mc_mode_reaches_routed_calls_and_eval_is_deterministic():
 
 
 def test_router_state_travels_in_state_dict():
-    model, router = _routed()
+    model, _ = _routed()
     model.train()
     x = torch.randn(4, 8)
     model(x)

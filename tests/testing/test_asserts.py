@@ -94,7 +94,8 @@ def test_pytest_plugin_seeds_with_option_and_marker(pytester):
         @pytest.mark.dropkit_seed(5)
         def test_marker(dropkit_seed):
             assert dropkit_seed == 5
-            assert torch.equal(torch.rand(2), torch.rand(2, generator=torch.Generator().manual_seed(5)))
+            expected = torch.rand(2, generator=torch.Generator().manual_seed(5))
+            assert torch.equal(torch.rand(2), expected)
         """
     )
     result = pytester.runpytest_inprocess("-p", "dropkit.testing.plugin", "--dropkit-seed", "11")
