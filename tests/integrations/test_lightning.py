@@ -29,7 +29,7 @@ def test_plain_loop_helper_steps_after_each_batch_and_logs():
     assert scheduler.current_step == 5
 
 
-@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*")
 def test_lightning_callback_steps_logs_and_checkpoints(tmp_path):
     lightning = pytest.importorskip("lightning.pytorch", reason="needs PyTorch Lightning")
     from dropkit.integrations.lightning import DropoutSchedulerCallback
