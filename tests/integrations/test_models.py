@@ -120,6 +120,16 @@ def test_hugging_face_bert_functional_attention_dropout_is_routed():
     router = first.dropkit_functional
     attention_sites = [s for s in router.sites if "attention.self:dropout" in s]
     assert len(attention_sites) == 2 and router.unrouted == {}
+    # A converted, routed BERT follows the practices; the summary places every site.
+    assert len(dropkit.audit(first, inputs)) == 0
+    rows = dropkit.summary(first, inputs, print_table=False)
+    assert len(rows) == 9 and rows[1].path == "encoder.layer.0.attention.self:dropout#0"
+    # BERT's attention-probability Dropout modules only lend their p to F.dropout.
+    assert [r.path for r in rows if r.after == "(not run)"] == [
+        "encoder.layer.0.attention.self.dropout",
+        "encoder.layer.1.attention.self.dropout",
+    ]
+    assert first.training  # audit and summary restored the mode
     # MC mode: every dropout module (and the router) samples while the rest is in eval.
     first.eval()
     for module in first.modules():

@@ -151,3 +151,27 @@ def test_summary_without_input_uses_definition_order():
         ("1", "Linear (0)", "BatchNorm1d (2)", "mc (train in an eval model)")
     ]
     assert str(dropkit.summary(nn.Linear(2, 2), print_table=False)) == "no dropout sites"
+
+
+def test_summary_and_audit_see_routed_functional_dropout_and_unrun_modules():
+    class Forgetful(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.unused = dropkit.nn.Dropout(0.1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(F.dropout(x, 0.1))
+
+    model = Forgetful().eval()
+    assert _codes(dropkit.audit(model, torch.randn(2, 4)))["functional-ignores-training"] == {
+        ":dropout#0"
+    }
+    dropkit.surgery.route_functional(model, seed=0)
+    rows = dropkit.summary(model, torch.randn(2, 4), print_table=False)
+    assert [(r.path, r.technique, r.after) for r in rows] == [
+        (":dropout#0", "F.dropout", "(model input)"),
+        ("unused", "Dropout", "(not run)"),
+    ]
+    report = dropkit.audit(model, torch.randn(2, 4))
+    assert [(f.code, f.severity) for f in report] == [("functional-ignores-training", "info")]

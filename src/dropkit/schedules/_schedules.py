@@ -7,6 +7,7 @@ be written into a module's ``rate`` buffer in place (no recompile under ``torch.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -41,9 +42,14 @@ def _check_steps(value: object, name: str, *, allow_zero: bool = False) -> int:
 
 
 def _check_step_arg(t: object) -> int:
-    if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+    # Any integral step (a NumPy integer, a trainer's global_step) is accepted.
+    try:
+        value = operator.index(t)  # type: ignore[arg-type]
+    except TypeError:
+        value = -1
+    if isinstance(t, bool) or value < 0:
         raise ValueError(f"step must be a non-negative int, got {t!r}")
-    return t
+    return value
 
 
 def _check_total(total_steps: int | None, needed: int, needed_name: str) -> None:

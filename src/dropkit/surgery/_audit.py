@@ -144,9 +144,21 @@ def _trace(model: nn.Module, example_input: Any) -> tuple[list[_Event], Any]:
         leaf = is_dropout_like(module) or not any(True for _ in module.children())
         handles.append(module.register_forward_pre_hook(enter(path, leaf)))
         handles.append(module.register_forward_hook(leave, always_call=True))
+    # The observer is entered by a root pre-hook registered after any router's, and left by a
+    # root hook that runs before the router's, so it sits above the routing mode on the stack
+    # and sees the F.dropout calls before they are routed.
+    observer = _Observer(record)
+
+    def start_observing(module: nn.Module, inputs: Any) -> None:
+        observer.__enter__()
+
+    def stop_observing(module: nn.Module, inputs: Any, output: Any) -> None:
+        observer.__exit__(None, None, None)
+
+    handles.append(model.register_forward_pre_hook(start_observing))
+    handles.append(model.register_forward_hook(stop_observing, prepend=True, always_call=True))
     try:
-        with _Observer(record):
-            output = _run(model, example_input)
+        output = _run(model, example_input)
     finally:
         for handle in handles:
             handle.remove()
@@ -283,6 +295,21 @@ def summary(
                 before=_neighbour(events, index, +1),
             )
         )
+    if example_input is not None:
+        # Dropout modules that never ran (e.g. an attention dropout whose rate is only read by a
+        # fused attention kernel) are still sites.
+        ran = {event.path for event in events}
+        for path, module in model.named_modules():
+            if path not in ran and is_dropout_like(module):
+                if isinstance(module, FunctionalDropoutRouter):
+                    continue
+                rows.append(
+                    DropoutSite(
+                        path, type(module).__name__, _module_rate(module),
+                        _mode(module, model), repr(schedules[path]) if path in schedules else "-",
+                        "(not run)", "(not run)",
+                    )
+                )  # fmt: skip
     if print_table:
         print(rows)
     return rows
@@ -521,6 +548,7 @@ def _dropout_source(
 
 def _placement_findings(model: nn.Module, events: list[_Event], model_output: Any) -> list[Finding]:
     findings: list[Finding] = []
+    routed = any(isinstance(m, FunctionalDropoutRouter) for m in model.modules())
     producers: dict[int, int] = {}
     consumers: dict[int, list[_Event]] = {}
     for index, event in enumerate(events):
@@ -543,12 +571,21 @@ def _placement_findings(model: nn.Module, events: list[_Event], model_output: An
         rate = _event_rate(event)
         active = rate is None or rate > 0
         if event.kind == "functional" and event.training_arg and not event.owner_training:
-            findings.append(Finding(
-                "error", "functional-ignores-training", event.path,
-                f"{event.type_name} is called with training=True while its module is in eval "
-                "mode: it drops units at inference",
-                "pass training=self.training, or route it with dropkit.surgery.route_functional",
-            ))  # fmt: skip
+            if routed:
+                findings.append(Finding(
+                    "info", "functional-ignores-training", event.path,
+                    f"{event.type_name} is called with training=True while its module is in "
+                    "eval mode; the functional-dropout router keeps it from sampling",
+                    "pass training=self.training in the model's code",
+                ))  # fmt: skip
+            else:
+                findings.append(Finding(
+                    "error", "functional-ignores-training", event.path,
+                    f"{event.type_name} is called with training=True while its module is in "
+                    "eval mode: it drops units at inference",
+                    "pass training=self.training, or route it with "
+                    "dropkit.surgery.route_functional",
+                ))  # fmt: skip
         if not active:
             continue
         if rate is not None:

@@ -86,6 +86,8 @@ class FunctionalDropoutRouter(DropoutModule):
         self._counts: dict[str, int] = {}
         self._mode: _RoutingMode | None = None
         self._call_step: Tensor | None = None
+        self._seed_value = 0
+        self._site_seeds: dict[tuple[int, str], int] = {}
 
     @property
     def p(self) -> float:
@@ -124,6 +126,7 @@ class FunctionalDropoutRouter(DropoutModule):
         self._counts = {}
         self._stack = []
         self._call_step = self.next_step()
+        self._seed_value = int(self.seed)  # one host read per forward, not per call
         self._mode = _RoutingMode(self)
         self._mode.__enter__()
 
@@ -158,9 +161,10 @@ class FunctionalDropoutRouter(DropoutModule):
         owner_training = owner.training if owner is not None else self.training
         sample = bool(training) if owner_training else self.training
         step = self._call_step if self._call_step is not None else self.step
-        return target(
-            x, rate, sample, seed=site_seed(int(self.seed), site), step=step, inplace=inplace
-        )
+        key = (self._seed_value, site)
+        if key not in self._site_seeds:
+            self._site_seeds[key] = site_seed(self._seed_value, site)
+        return target(x, rate, sample, seed=self._site_seeds[key], step=step, inplace=inplace)
 
 
 class _RoutingMode(TorchFunctionMode):
