@@ -127,3 +127,17 @@ def test_fused_attention_dropout_is_reported_not_routed():
     model(torch.randn(1, 2, 4, 8))
     assert list(router.unrouted) == [":scaled_dot_product_attention#0"]
     assert "fused into scaled_dot_product_attention" in router.report()
+
+
+def test_remove_switches_routed_functional_dropout_off():
+    model, router = _routed()
+    model.train()
+    x = torch.randn(4, 8)
+    report = surgery.remove(model)
+    assert ("dropkit_functional", "FunctionalDropoutRouter", "rate 0 (routed calls off)") in (
+        report.converted
+    )
+    assert router.override and router.p == 0.0
+    model.norm.eval()  # compare without BatchNorm's batch statistics
+    expected = model.norm(model.fc(x)).flatten(1)
+    assert torch.equal(model(x), expected)

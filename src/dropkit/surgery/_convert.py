@@ -309,7 +309,9 @@ def remove(
     replaced by ``nn.Identity``, and dropout added by :func:`insert` is unhooked.
 
     A dropkit ``Dropout(mode="standard")`` scales by ``1 - p`` at inference; removing it
-    changes eval outputs, which the report notes.
+    changes eval outputs, which the report notes. Functional dropout (``F.dropout`` in
+    ``forward``) lives in the model's code: it is switched off only where it is routed
+    (:func:`route_functional`), by setting the router's rate to 0.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.1))
@@ -337,6 +339,11 @@ def remove(
         if path not in removed:
             continue
         module = sites[path]
+        if getattr(module, "routes_functional_dropout", False):
+            # The F.dropout calls are in the model's code: disable them through the router.
+            module.p = 0.0
+            report.converted.append((path, type(module).__name__, "rate 0 (routed calls off)"))
+            continue
         if isinstance(module, dk.Dropout) and module.mode == "standard":
             report.notes.append(
                 f"{path}: mode='standard' scaled eval outputs by 1 - p = {1 - module.p_eff:g}; "

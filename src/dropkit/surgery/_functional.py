@@ -77,6 +77,9 @@ class FunctionalDropoutRouter(DropoutModule):
             ``scaled_dot_product_attention``).
     """
 
+    #: Lets :func:`~dropkit.surgery.remove` recognise a router without importing this module.
+    routes_functional_dropout = True
+
     def __init__(self, *, seed: int | None = None) -> None:
         super().__init__(0.0, seed=seed)
         self.override = False
