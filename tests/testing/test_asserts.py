@@ -81,7 +81,10 @@ def test_expectation_check_catches_a_biased_module():
         assert_expectation_preserved(Biased(0.3, seed=0), torch.randn(64) + 1.0, samples=400)
 
 
-def test_pytest_plugin_seeds_with_option_and_marker(pytester):
+def test_pytest_plugin_seeds_with_option_and_marker(pytester, monkeypatch):
+    # Load the plugin explicitly, as an uninstalled checkout would, whether or not the installed
+    # package's pytest11 entry point is present.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(
         """
         import pytest, torch
