@@ -141,3 +141,10 @@ def test_remove_switches_routed_functional_dropout_off():
     model.norm.eval()  # compare without BatchNorm's batch statistics
     expected = model.norm(model.fc(x)).flatten(1)
     assert torch.equal(model(x), expected)
+
+
+def test_position_presets_leave_the_router_alone():
+    model, router = _routed()
+    assert "dropkit_functional" not in surgery.preset_rates(model)
+    surgery.set_rates(model, "presets", strict=False)
+    assert not router.override

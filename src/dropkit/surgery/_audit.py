@@ -33,10 +33,6 @@ _TRANSPARENT = (
     nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
     nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
 )  # fmt: skip
-_NORMS = (
-    nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm,
-    nn.modules.instancenorm._InstanceNorm, nn.LocalResponseNorm, nn.RMSNorm,
-)  # fmt: skip
 
 
 @dataclass

@@ -360,9 +360,12 @@ def preset_rates(model: nn.Module) -> dict[str, str]:
     order = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
     weighted = [i for i, (_, m) in enumerate(order) if any(True for _ in m.parameters(False))]
     first, last = (weighted[0], weighted[-1]) if weighted else (len(order), -1)
+    # A functional-dropout router has no position of its own: its calls keep their own rates.
+    rated = {n for n, m in rate_modules(model).items()
+             if not getattr(m, "routes_functional_dropout", False)}  # fmt: skip
     positions = {}
-    for index, (name, module) in enumerate(order):
-        if name in rate_modules(model) or isinstance(module, dk.DropoutModule):
+    for index, (name, _) in enumerate(order):
+        if name in rated:
             positions[name] = "input" if index < first else "output" if index > last else "hidden"
     return positions
 
