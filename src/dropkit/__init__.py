@@ -4,9 +4,36 @@ Every mask is a pure function of ``(seed, step, element index)`` through Philox4
 is stored for backward, and masks are bit-identical on every device and for any batch split.
 """
 
-from dropkit import functional, kernels, nn, rng
+from typing import Any
+
+from dropkit import functional, kernels, nn, rng, schedules, surgery
 from dropkit.rng import p_eff
+from dropkit.surgery import audit, summary
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "functional", "kernels", "nn", "p_eff", "rng"]
+__all__ = [
+    "__version__",
+    "audit",
+    "functional",
+    "integrations",
+    "kernels",
+    "nn",
+    "p_eff",
+    "rng",
+    "schedules",
+    "summary",
+    "surgery",
+    "testing",
+]
+
+_LAZY = ("integrations", "testing")
+
+
+def __getattr__(name: str) -> Any:
+    # testing and integrations are for test suites and training loops: imported on first use.
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"dropkit.{name}")
+    raise AttributeError(f"module 'dropkit' has no attribute {name!r}")
