@@ -77,15 +77,16 @@ def test_torchvision_resnet_has_nothing_to_convert():
     assert report.converted == [] and report.unsupported == []
 
 
-def test_torchvision_stochastic_depth_is_reported():
+def test_torchvision_stochastic_depth_is_converted():
     torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
     model = torchvision.models.efficientnet_b0(num_classes=4, stochastic_depth_prob=0.2)
-    with pytest.warns(UserWarning):
-        report = surgery.convert(model, strict=False)
-    kinds = {kind for _, kind, _ in report.unsupported}
-    assert kinds == {"torchvision.ops.stochastic_depth.StochasticDepth"}
-    assert all("no dropkit equivalent in this build" in why for _, _, why in report.unsupported)
-    assert [p for p, _, _ in report.converted] == ["classifier.0"]
+    report = surgery.convert(model)
+    kinds = {kind for _, kind, _ in report.converted}
+    assert kinds == {"Dropout", "StochasticDepth"}
+    assert report.unsupported == []
+    depth = [m for m in model.modules() if isinstance(m, dropkit.nn.DropPath)]
+    assert len(depth) == 16 and max(m.p for m in depth) == pytest.approx(0.2 * 15 / 16)
 
 
 def _tiny_bert():
@@ -147,7 +148,7 @@ def _timm():
     return pytest.importorskip("timm")
 
 
-def test_timm_vit_round_trip_and_droppath_reported():
+def test_timm_vit_round_trip_and_droppath_converted():
     timm = _timm()
     torch.manual_seed(0)
     kwargs = dict(pretrained=False, img_size=32, patch_size=8, num_classes=5, depth=2,
@@ -157,15 +158,14 @@ def test_timm_vit_round_trip_and_droppath_reported():
     _check_round_trip(model, x)
 
     with_drop_path = timm.create_model("vit_tiny_patch16_224", drop_path_rate=0.1, **kwargs)
-    with pytest.raises(surgery.ConversionError, match=r"DropPath.*no dropkit equivalent"):
-        surgery.convert(with_drop_path)
-    with pytest.warns(UserWarning, match="DropPath"):
-        report = surgery.convert(with_drop_path, strict=False)
+    with_drop_path.eval()
+    expected = with_drop_path(x)
+    report = surgery.convert(with_drop_path)
     # timm's linear depth rule gives block 0 rate 0 (an Identity): only block 1 has DropPath.
-    assert sorted(p for p, _, _ in report.unsupported) == [
-        "blocks.1.drop_path1",
-        "blocks.1.drop_path2",
-    ]
+    converted = sorted(p for p, kind, _ in report.converted if kind == "DropPath")
+    assert converted == ["blocks.1.drop_path1", "blocks.1.drop_path2"]
+    assert report.unsupported == []
+    assert torch.equal(with_drop_path(x), expected)
     # Fused attention dropout cannot be routed: the router says so after a training forward.
     router = surgery.route_functional(with_drop_path, seed=0)
     with_drop_path.train()

@@ -113,12 +113,31 @@ def test_unknown_dropout_type_is_reported_not_skipped():
     assert "MyDropout" in str(report)
 
 
-def test_structured_types_without_equivalent_are_reported():
+def test_torchvision_stochastic_depth_converts_both_ways():
     torchvision = pytest.importorskip("torchvision")
-    depth = torchvision.ops.StochasticDepth(0.2, "row")
-    model = nn.Sequential(nn.Linear(2, 2), depth)
-    with pytest.raises(surgery.ConversionError, match="no dropkit equivalent in this build"):
+    for mode in ("row", "batch"):
+        model = nn.Sequential(nn.Linear(2, 2), torchvision.ops.StochasticDepth(0.2, mode))
         surgery.convert(model)
+        assert isinstance(model[1], dropkit.nn.DropPath)
+        assert model[1].p == pytest.approx(0.2) and model[1].mode == mode
+        surgery.to_torch(model)
+        assert isinstance(model[1], torchvision.ops.StochasticDepth) and model[1].mode == mode
+
+
+def test_timm_drop_path_and_drop_block_convert_both_ways():
+    timm_drop = pytest.importorskip("timm.layers.drop")
+    model = nn.Sequential(
+        timm_drop.DropBlock2d(0.15, 5, gamma_scale=0.5, scale_by_keep=False),
+        timm_drop.DropPath(0.3, scale_by_keep=False),
+    )
+    surgery.convert(model)
+    block, path = model
+    assert isinstance(block, dropkit.nn.DropBlock2d) and block.block_size == (5, 5)
+    assert block.p == pytest.approx(0.15) and block.gamma_scale == 0.5 and block.scale == "none"
+    assert isinstance(path, dropkit.nn.DropPath) and not path.scale_by_keep
+    surgery.to_torch(model)
+    assert isinstance(model[0], timm_drop.DropBlock2d) and model[0].block_size == 5
+    assert isinstance(model[1], timm_drop.DropPath) and model[1].drop_prob == pytest.approx(0.3)
 
 
 def test_to_torch_reports_modules_without_equivalent():

@@ -112,7 +112,62 @@ def _alpha(target: type[nn.Module]) -> Factory:
     return factory
 
 
-_STRUCTURED = "no dropkit equivalent in this build (structured dropout arrives with issue 5)"
+def _timm_drop_path(module: nn.Module) -> nn.Module | str:
+    return dk.DropPath(float(module.drop_prob), bool(module.scale_by_keep))  # type: ignore[arg-type]
+
+
+def _timm_drop_block(module: nn.Module) -> nn.Module | str:
+    return dk.DropBlock2d(
+        float(module.drop_prob),  # type: ignore[arg-type]
+        module.block_size,  # type: ignore[arg-type]
+        float(module.gamma_scale),  # type: ignore[arg-type]
+        bool(module.with_noise),
+        bool(module.inplace),
+        bool(module.couple_channels),
+        bool(module.scale_by_keep),
+    )
+
+
+def _torchvision_stochastic_depth(module: nn.Module) -> nn.Module | str:
+    return dk.DropPath(float(module.p), True, mode=module.mode)  # type: ignore[arg-type]
+
+
+def _dropkit_drop_path(module: nn.Module) -> nn.Module | str:
+    assert isinstance(module, dk.DropPath)
+    if module.batch_dim != 0:
+        return f"batch_dim={module.batch_dim} has no equivalent (torchvision/timm use dim 0)"
+    if module.scale_by_keep:
+        try:
+            from torchvision.ops import StochasticDepth
+        except ImportError:
+            pass
+        else:
+            return StochasticDepth(module.p, module.mode)
+    try:
+        from timm.layers import DropPath
+    except ImportError:
+        return "needs torchvision (StochasticDepth) or timm (DropPath), neither is installed"
+    if module.mode != "row":
+        return "timm's DropPath has no mode='batch' (torchvision's StochasticDepth has)"
+    return DropPath(module.p, module.scale_by_keep)
+
+
+def _dropkit_drop_block(module: nn.Module) -> nn.Module | str:
+    assert isinstance(module, dk.DropBlock2d)
+    try:
+        from timm.layers import DropBlock2d
+    except ImportError:
+        return "needs timm (DropBlock2d), which is not installed"
+    if module.scale == "rate":
+        return "scale='rate' has no timm equivalent (timm scales by the kept fraction or not)"
+    block_h, block_w = module.block_size
+    if block_h != block_w:
+        return f"a non-square block {module.block_size} has no timm equivalent"
+    return DropBlock2d(
+        module.p, block_h, module.gamma_scale, module.with_noise, module.inplace,
+        module.couple_channels, module.scale == "kept",
+    )  # fmt: skip
+
 
 register_conversion(nn.Dropout, _torch_dropout, direction="to_dropkit")
 register_conversion(nn.Dropout1d, _spatial(dk.SpatialDropout1d), direction="to_dropkit")
@@ -120,12 +175,13 @@ register_conversion(nn.Dropout2d, _spatial(dk.SpatialDropout2d), direction="to_d
 register_conversion(nn.Dropout3d, _spatial(dk.SpatialDropout3d), direction="to_dropkit")
 register_conversion(nn.AlphaDropout, _alpha(dk.AlphaDropout), direction="to_dropkit")
 register_conversion(nn.FeatureAlphaDropout, _alpha(dk.FeatureAlphaDropout), direction="to_dropkit")
-for _name in (
-    "timm.layers.drop.DropPath",
-    "timm.layers.drop.DropBlock2d",
+register_conversion("timm.layers.drop.DropPath", _timm_drop_path, direction="to_dropkit")
+register_conversion("timm.layers.drop.DropBlock2d", _timm_drop_block, direction="to_dropkit")
+register_conversion(
     "torchvision.ops.stochastic_depth.StochasticDepth",
-):
-    register_unsupported(_name, _STRUCTURED, direction="to_dropkit")
+    _torchvision_stochastic_depth,
+    direction="to_dropkit",
+)
 
 register_conversion(dk.Dropout, _dropkit_dropout, direction="to_torch")
 register_conversion(dk.SpatialDropout1d, _dropkit_spatial(nn.Dropout1d), direction="to_torch")
@@ -133,6 +189,8 @@ register_conversion(dk.SpatialDropout2d, _dropkit_spatial(nn.Dropout2d), directi
 register_conversion(dk.SpatialDropout3d, _dropkit_spatial(nn.Dropout3d), direction="to_torch")
 register_conversion(dk.AlphaDropout, _alpha(nn.AlphaDropout), direction="to_torch")
 register_conversion(dk.FeatureAlphaDropout, _alpha(nn.FeatureAlphaDropout), direction="to_torch")
+register_conversion(dk.DropPath, _dropkit_drop_path, direction="to_torch")
+register_conversion(dk.DropBlock2d, _dropkit_drop_block, direction="to_torch")
 register_unsupported(dk.GaussianDropout, "torch.nn has no Gaussian dropout", direction="to_torch")
 register_unsupported(dk.LockedDropout, "torch.nn has no locked dropout", direction="to_torch")
 register_unsupported(
