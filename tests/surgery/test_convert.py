@@ -179,6 +179,13 @@ def test_insert_after_type_and_remove_again():
     assert torch.equal(model[1](model[0](x)), hidden)
 
 
+def test_insert_structured_technique_by_name():
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 1))
+    surgery.insert(model, after=nn.ReLU, technique="drop_block2d", p=0.2, seed=3)
+    inserted = [m for m in model.modules() if isinstance(m, dropkit.nn.DropBlock2d)]
+    assert len(inserted) == 1 and inserted[0].p == pytest.approx(0.2)
+
+
 def test_insert_bad_input():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
     with pytest.raises(ValueError, match=r"pattern 'rleu' matches no module"):

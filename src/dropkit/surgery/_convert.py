@@ -230,6 +230,10 @@ _TECHNIQUES: dict[str, type[nn.Module]] = {
     "spatial1d": dk.SpatialDropout1d,
     "spatial2d": dk.SpatialDropout2d,
     "spatial3d": dk.SpatialDropout3d,
+    "drop_path": dk.DropPath,
+    "drop_block2d": dk.DropBlock2d,
+    "drop_block3d": dk.DropBlock3d,
+    "feature_alpha": dk.FeatureAlphaDropout,
 }
 
 
@@ -264,7 +268,8 @@ def insert(
     Args:
         model: any ``nn.Module``.
         after: ``fnmatch`` pattern over qualified names, or a module type.
-        technique: ``"dropout"``, ``"alpha"``, ``"gaussian"``, ``"spatial1d/2d/3d"``, or a
+        technique: ``"dropout"``, ``"alpha"``, ``"feature_alpha"``, ``"gaussian"``,
+            ``"spatial1d/2d/3d"``, ``"drop_path"``, ``"drop_block2d/3d"``, or a
             callable ``p -> module``.
         p: the rate, in [0, 1].
         strict: a selector that matches nothing is an error listing near matches.
