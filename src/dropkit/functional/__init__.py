@@ -12,9 +12,13 @@ from dropkit.functional._elementwise import (
     locked_dropout,
     spatial_dropout,
 )
+from dropkit.functional._fused import bias_act_dropout, bias_act_dropout_add, bias_dropout_add
 
 __all__ = [
     "alpha_dropout",
+    "bias_act_dropout",
+    "bias_act_dropout_add",
+    "bias_dropout_add",
     "dropout",
     "feature_alpha_dropout",
     "gaussian_dropout",

@@ -11,9 +11,13 @@ from dropkit.nn._elementwise import (
     SpatialDropout2d,
     SpatialDropout3d,
 )
+from dropkit.nn._fused import BiasActDropout, BiasActDropoutAdd, BiasDropoutAdd
 
 __all__ = [
     "AlphaDropout",
+    "BiasActDropout",
+    "BiasActDropoutAdd",
+    "BiasDropoutAdd",
     "Dropout",
     "DropoutModule",
     "FeatureAlphaDropout",

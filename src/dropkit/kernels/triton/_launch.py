@@ -1,0 +1,345 @@
+"""The Triton backend: layout planning, constants and launches around :mod:`._kernels`.
+
+Constants come from the reference helpers (:func:`~dropkit.kernels.reference.dropout_scale`,
+:func:`~dropkit.kernels.reference.alpha_constants`,
+:func:`~dropkit.kernels.reference.gaussian_std`), computed as 0-d tensors on the device and read
+by the kernels through pointers, like the seed and the step: no host sync, so every op can be
+captured in a CUDA graph and replayed with a new step.
+
+Layouts (no hidden ``.contiguous()`` copy for the elementwise family):
+
+* contiguous input, full mask: :func:`~._kernels.contiguous_kernel`, one Philox call per eight
+  elements;
+* any other strides (channels_last, slices, expanded gradients): the output (``empty_like``)
+  is walked in its memory order by :func:`~._kernels.strided_kernel`, after merging the
+  dimensions that stay linear in input, output and mask; a full mask is drawn per element, a
+  broadcast mask (spatial, locked, feature-alpha) is drawn once into a small transient buffer
+  of the mask's size and read from there.
+
+The fused ops run on a contiguous ``x`` (another layout is copied once); ``bias`` and
+``residual`` of ``x``'s trailing shape are read periodically without being expanded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import triton
+from torch import Tensor
+
+from dropkit import rng
+from dropkit.kernels import reference
+from dropkit.kernels.reference import ReferenceBackend
+from dropkit.kernels.triton import _kernels as K
+
+__all__ = ["TritonBackend"]
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+#: Elements per program of the tile kernels (a multiple of 8: whole Philox blocks).
+TILE = 4096
+#: Elements per program of the strided kernel.
+STRIDED_TILE = 1024
+#: Dimensions the strided kernel walks after merging; more falls back to the reference.
+MAX_DIMS = 6
+# No FMA contraction: x * a + b and 1 + std * n round like the reference's separate ops.
+_LAUNCH: dict[str, Any] = {"enable_fp_fusion": False}
+
+
+def _launch_options() -> dict[str, Any]:
+    # The interpreter's float32 -> bfloat16 cast truncates: round on the bits there instead.
+    return {**_LAUNCH, "EXACT_BF16": _interpreting()}
+_ACTIVATION_CODES = {"identity": 0, "gelu": 1, "gelu_tanh": 2, "relu": 3, "silu": 4}
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _mask_strides(mask_shape: Sequence[int]) -> list[int]:
+    """Row-major strides of the mask, 0 on its broadcast (size-1) dimensions."""
+    strides = [0] * len(mask_shape)
+    running = 1
+    for dim in reversed(range(len(mask_shape))):
+        strides[dim] = running if mask_shape[dim] != 1 else 0
+        running *= mask_shape[dim]
+    return strides
+
+
+def merged_dims(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """``(size, x_stride, out_stride, mask_stride)`` per dimension, outermost first in the
+    output's memory order, size-1 dimensions dropped and neighbours that stay linear in all three
+    index spaces merged. A contiguous input with a full mask gives ``[(n, 1, 1, 1)]``."""
+    dims = [
+        (size, x_stride, out_stride, mask_stride)
+        for size, x_stride, out_stride, mask_stride in zip(
+            x.shape, x.stride(), out.stride(), _mask_strides(mask_shape), strict=True
+        )
+        if size != 1
+    ]
+    dims.sort(key=lambda dim: dim[2], reverse=True)
+    merged: list[tuple[int, ...]] = []
+    for size, x_stride, out_stride, mask_stride in dims:
+        if merged:
+            outer_size, outer_x, outer_out, outer_mask = merged[-1]
+            if (outer_x, outer_out, outer_mask) == (
+                x_stride * size,
+                out_stride * size,
+                mask_stride * size,
+            ):
+                merged[-1] = (outer_size * size, x_stride, out_stride, mask_stride)
+                continue
+        merged.append((size, x_stride, out_stride, mask_stride))
+    return merged
+
+
+def _is_linear(dims: list[tuple[int, ...]]) -> bool:
+    return len(dims) == 0 or (len(dims) == 1 and dims[0][1:] == (1, 1, 1))
+
+
+def _launch_contiguous(
+    x: Tensor,
+    out: Tensor,
+    n: int,
+    offset: int,
+    seed: Tensor,
+    step: Tensor,
+    threshold: Tensor,
+    constants: Sequence[Tensor],
+    op: int,
+) -> None:
+    per_block = rng.WORDS_PER_BLOCK if op in (K.OP_GAUSS, K.OP_NOISE) else rng.BERNOULLI_PER_BLOCK
+    head = offset % per_block
+    grid = (triton.cdiv(n + head, TILE),)
+    K.contiguous_kernel[grid](
+        x, out, n, head, offset // per_block, seed, step, threshold, *constants,
+        OP=op, BLOCK=TILE, num_warps=8, **_launch_options(),
+    )  # fmt: skip
+
+
+class TritonBackend:
+    """dropkit's ops as Triton kernels: float16, bfloat16 and float32 CUDA tensors (and CPU
+    tensors under ``TRITON_INTERPRET=1``, which is how CI tests them). Bit-identical to
+    :class:`~dropkit.kernels.reference.ReferenceBackend` (Gaussian noise within a few ulps)."""
+
+    name = "triton"
+
+    def __init__(self) -> None:
+        self._reference = ReferenceBackend()
+
+    def supports(self, x: Tensor) -> bool:
+        if x.dtype not in SUPPORTED_DTYPES:
+            return False
+        return x.device.type == "cuda" or (x.device.type == "cpu" and _interpreting())
+
+    # -- the elementwise family -------------------------------------------------------------
+
+    def _elementwise(
+        self,
+        x: Tensor,
+        op: int,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        threshold: Tensor,
+        constants: Sequence[Tensor],
+    ) -> Tensor | None:
+        """Run ``op``; None if the layout has more than :data:`MAX_DIMS` unmergeable dims."""
+        out = torch.empty_like(x)
+        n = x.numel()
+        if n == 0:
+            return out
+        constants = [*constants, *[constants[0]] * (3 - len(constants))]
+        dims = merged_dims(x, out, mask_shape)
+        if _is_linear(dims):
+            _launch_contiguous(x, out, n, offset, seed, step, threshold, constants, op)
+            return out
+        if len(dims) > MAX_DIMS:
+            return None
+        mask_numel = math.prod(mask_shape)
+        from_source = mask_numel < n
+        source = out
+        if from_source:
+            gaussian = op == K.OP_GAUSS
+            source = torch.empty(
+                mask_numel, dtype=torch.float32 if gaussian else torch.uint8, device=x.device
+            )
+            fill_op = K.OP_NOISE if gaussian else K.OP_KEEP
+            _launch_contiguous(
+                source, source, mask_numel, offset, seed, step, threshold, constants, fill_op
+            )
+        inner_first = list(reversed(dims)) + [(1, 0, 0, 0)] * (MAX_DIMS - len(dims))
+        sizes, x_strides, out_strides, mask_strides = (list(column) for column in zip(*inner_first))
+        grid = (triton.cdiv(n, STRIDED_TILE),)
+        K.strided_kernel[grid](
+            x, out, source, n, offset, *sizes, *x_strides, *out_strides, *mask_strides,
+            seed, step, threshold, *constants,
+            OP=op, FROM_SOURCE=from_source, NDIM=len(dims), BLOCK=STRIDED_TILE, num_warps=4,
+            **_launch_options(),
+        )  # fmt: skip
+        return out
+
+    def dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        scale: bool,
+    ) -> Tensor:
+        threshold = rng.threshold_tensor(rate)
+        if scale:
+            factor = reference.dropout_scale(threshold, torch.float32)
+        else:
+            factor = torch.ones((), dtype=torch.float32, device=x.device)
+        out = self._elementwise(x, K.OP_SCALE, seed, step, offset, mask_shape, threshold, [factor])
+        if out is None:
+            return self._reference.dropout(x, rate, seed, step, offset, mask_shape, scale)
+        return out
+
+    def alpha_dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        threshold = rng.threshold_tensor(rate)
+        constants = reference.alpha_constants(threshold, torch.float32)
+        out = self._elementwise(x, K.OP_ALPHA, seed, step, offset, mask_shape, threshold, constants)
+        if out is None:
+            return self._reference.alpha_dropout(x, rate, seed, step, offset, mask_shape)
+        return out
+
+    def alpha_dropout_backward(
+        self,
+        grad: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        threshold = rng.threshold_tensor(rate)
+        a, _, _ = reference.alpha_constants(threshold, torch.float32)
+        out = self._elementwise(grad, K.OP_SCALE, seed, step, offset, mask_shape, threshold, [a])
+        if out is None:
+            return self._reference.alpha_dropout_backward(
+                grad, rate, seed, step, offset, mask_shape
+            )
+        return out
+
+    def gaussian_dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        std = reference.gaussian_std(rate, torch.float32)
+        threshold = rng.threshold_tensor(rate)  # unused by the Gaussian kernels
+        out = self._elementwise(x, K.OP_GAUSS, seed, step, offset, mask_shape, threshold, [std])
+        if out is None:
+            return self._reference.gaussian_dropout(x, rate, seed, step, offset, mask_shape)
+        return out
+
+    # -- fused ops ----------------------------------------------------------------------------
+
+    def _fusable(self, *operands: Tensor | None) -> bool:
+        return all(t is None or t.dtype in SUPPORTED_DTYPES for t in operands)
+
+    @staticmethod
+    def _periodic(operand: Tensor | None, x: Tensor) -> tuple[Tensor, int, int]:
+        """``(tensor, period, index mode)`` for a bias or residual broadcast to ``x``."""
+        if operand is None:
+            return x, 1, K.INDEX_FULL
+        n = x.numel()
+        trailing = list(operand.shape)
+        while trailing and trailing[0] == 1:
+            trailing.pop(0)
+        matches_tail = trailing == list(x.shape[len(x.shape) - len(trailing) :])
+        if not (matches_tail and operand.is_contiguous()):
+            operand, trailing = operand.expand(x.shape).contiguous(), list(x.shape)
+        period = math.prod(trailing)
+        if period == n:
+            return operand, n, K.INDEX_FULL
+        return operand, period, K.INDEX_WRAP_ONCE if period >= TILE else K.INDEX_MODULO
+
+    def bias_act_dropout_add(
+        self,
+        x: Tensor,
+        bias: Tensor | None,
+        residual: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> Tensor:
+        if not self._fusable(bias, residual):
+            return self._reference.bias_act_dropout_add(
+                x, bias, residual, rate, seed, step, offset, activation
+            )
+        n = x.numel()
+        dense = x.contiguous()
+        out = torch.empty_like(dense)
+        if n == 0:
+            return torch.empty_like(x)
+        threshold = rng.threshold_tensor(rate)
+        factor = reference.dropout_scale(threshold, torch.float32)
+        bias_t, bias_period, bias_mode = self._periodic(bias, dense)
+        residual_t, residual_period, residual_mode = self._periodic(residual, dense)
+        head = offset % rng.BERNOULLI_PER_BLOCK
+        grid = (triton.cdiv(n + head, TILE),)
+        K.bias_act_dropout_add_kernel[grid](
+            dense, bias_t, residual_t, out, n, head, offset // rng.BERNOULLI_PER_BLOCK,
+            bias_period, residual_period, seed, step, threshold, factor,
+            HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+            BIAS_MODE=bias_mode, RESIDUAL_MODE=residual_mode,
+            ACT=_ACTIVATION_CODES[activation], BLOCK=TILE, num_warps=8, **_launch_options(),
+        )  # fmt: skip
+        return out if dense is x else torch.empty_like(x).copy_(out)
+
+    def bias_act_dropout_backward(
+        self,
+        grad: Tensor,
+        x: Tensor | None,
+        bias: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> Tensor:
+        if not self._fusable(x, bias) or (x is None and activation != "identity"):
+            return self._reference.bias_act_dropout_backward(
+                grad, x, bias, rate, seed, step, offset, activation
+            )
+        n = grad.numel()
+        dense_grad = grad.contiguous()
+        grad_h = torch.empty_like(dense_grad)
+        if n == 0:
+            return torch.empty_like(grad)
+        threshold = rng.threshold_tensor(rate)
+        factor = reference.dropout_scale(threshold, torch.float32)
+        dense_x = dense_grad if x is None else x.contiguous()
+        bias_t, bias_period, bias_mode = self._periodic(bias, dense_x)
+        head = offset % rng.BERNOULLI_PER_BLOCK
+        grid = (triton.cdiv(n + head, TILE),)
+        K.bias_act_dropout_backward_kernel[grid](
+            dense_grad, dense_x, bias_t, grad_h, n, head, offset // rng.BERNOULLI_PER_BLOCK,
+            bias_period, seed, step, threshold, factor,
+            HAS_BIAS=bias is not None, BIAS_MODE=bias_mode,
+            ACT=_ACTIVATION_CODES[activation], BLOCK=TILE, num_warps=8, **_launch_options(),
+        )  # fmt: skip
+        return grad_h if dense_grad is grad else torch.empty_like(grad).copy_(grad_h)
