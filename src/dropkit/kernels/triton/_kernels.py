@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-def"
 """Triton kernels of dropkit: only ``@triton.jit`` code lives here.
 
 Launch grids, layout planning, constants and autograd are in :mod:`dropkit.kernels.triton._launch`.
@@ -156,7 +157,7 @@ def contiguous_kernel(
     step_lo, step_hi = _step_words(step_ptr)
     index = pid * BLOCK + tl.arange(0, BLOCK) - head
     valid = (index >= 0) & (index < n)
-    if OP == OP_GAUSS or OP == OP_NOISE:
+    if OP == OP_GAUSS or OP == OP_NOISE:  # noqa: SIM109 (no `in` on constexprs in Triton)
         draws = _tile_normals(seed, step_lo, step_hi, first_block + pid * (BLOCK // 4), BLOCK)
     else:
         halves = _tile_halves(seed, step_lo, step_hi, first_block + pid * (BLOCK // 8), BLOCK)
@@ -219,15 +220,25 @@ def strided_kernel(
     zero = tl.zeros_like(linear)
     rem, x_off, out_off, mask_off = _take_dim(linear, size0, xs0, os0, ms0, zero, zero, zero)
     if NDIM > 1:
-        rem, x_off, out_off, mask_off = _take_dim(rem, size1, xs1, os1, ms1, x_off, out_off, mask_off)
+        rem, x_off, out_off, mask_off = _take_dim(
+            rem, size1, xs1, os1, ms1, x_off, out_off, mask_off
+        )
     if NDIM > 2:
-        rem, x_off, out_off, mask_off = _take_dim(rem, size2, xs2, os2, ms2, x_off, out_off, mask_off)
+        rem, x_off, out_off, mask_off = _take_dim(
+            rem, size2, xs2, os2, ms2, x_off, out_off, mask_off
+        )
     if NDIM > 3:
-        rem, x_off, out_off, mask_off = _take_dim(rem, size3, xs3, os3, ms3, x_off, out_off, mask_off)
+        rem, x_off, out_off, mask_off = _take_dim(
+            rem, size3, xs3, os3, ms3, x_off, out_off, mask_off
+        )
     if NDIM > 4:
-        rem, x_off, out_off, mask_off = _take_dim(rem, size4, xs4, os4, ms4, x_off, out_off, mask_off)
+        rem, x_off, out_off, mask_off = _take_dim(
+            rem, size4, xs4, os4, ms4, x_off, out_off, mask_off
+        )
     if NDIM > 5:
-        rem, x_off, out_off, mask_off = _take_dim(rem, size5, xs5, os5, ms5, x_off, out_off, mask_off)
+        rem, x_off, out_off, mask_off = _take_dim(
+            rem, size5, xs5, os5, ms5, x_off, out_off, mask_off
+        )
     if FROM_SOURCE:
         source = tl.load(source_ptr + mask_off, mask=valid)
         draws = source if OP == OP_GAUSS else source != 0

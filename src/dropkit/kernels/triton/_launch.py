@@ -52,6 +52,8 @@ _LAUNCH: dict[str, Any] = {"enable_fp_fusion": False}
 def _launch_options() -> dict[str, Any]:
     # The interpreter's float32 -> bfloat16 cast truncates: round on the bits there instead.
     return {**_LAUNCH, "EXACT_BF16": _interpreting()}
+
+
 _ACTIVATION_CODES = {"identity": 0, "gelu": 1, "gelu_tanh": 2, "relu": 3, "silu": 4}
 
 
@@ -173,7 +175,9 @@ class TritonBackend:
                 source, source, mask_numel, offset, seed, step, threshold, constants, fill_op
             )
         inner_first = list(reversed(dims)) + [(1, 0, 0, 0)] * (MAX_DIMS - len(dims))
-        sizes, x_strides, out_strides, mask_strides = (list(column) for column in zip(*inner_first))
+        sizes, x_strides, out_strides, mask_strides = (
+            list(column) for column in zip(*inner_first, strict=True)
+        )
         grid = (triton.cdiv(n, STRIDED_TILE),)
         K.strided_kernel[grid](
             x, out, source, n, offset, *sizes, *x_strides, *out_strides, *mask_strides,
