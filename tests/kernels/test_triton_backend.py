@@ -293,3 +293,16 @@ def test_cuda_graph_replay_draws_fresh_masks():
     assert not torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[1], outputs[2])
     # Capture records without running: replays use steps 1, 2, 3 (advanced in place).
     assert torch.equal(outputs[1], F.dropout(x, 0.5, seed=3, step=2))
+
+
+def test_in_kernel_threshold_rounds_like_torch():
+    # Ties (k + 0.5) / 65536 round to even; a wrong threshold changes the kept value (scale).
+    ties = [(k + 0.5) / 65536 for k in (0, 1, 2, 3, 1000, 1001, 65534)]
+    gen = torch.Generator().manual_seed(0)
+    rates = ties + torch.rand(8, generator=gen).tolist() + [1e-9, 1 - 1e-7]
+    x = torch.ones(64, device=DEVICE)
+    for rate in rates:
+        with kernels.use_backend("reference"):
+            expected = F.dropout(x, rate, seed=1)
+        with kernels.use_backend("triton"):
+            assert torch.equal(F.dropout(x, rate, seed=1), expected), rate

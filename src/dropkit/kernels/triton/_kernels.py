@@ -53,6 +53,19 @@ def _step_words(step_ptr):
 
 
 @triton.jit
+def _threshold(rate_ptr):
+    """``t = round(float32(rate) * 65536)``, ties to even as ``torch.round`` (int32 scalar).
+
+    The product is exact (a power-of-two scale of a float32 in [0, 1]), so is the fraction."""
+    scaled = tl.load(rate_ptr).to(tl.float32) * 65536.0
+    whole = tl.floor(scaled)
+    fraction = scaled - whole
+    t = whole.to(tl.int32)
+    round_up = (fraction > 0.5) | ((fraction == 0.5) & ((t & 1) == 1))
+    return tl.where(round_up, t + 1, t)
+
+
+@triton.jit
 def _philox_blocks(seed, step_lo, step_hi, blocks):
     """The four Philox words of each (non-negative, int64) block number."""
     c0 = (blocks & 0xFFFFFFFF).to(tl.uint32)
@@ -121,6 +134,25 @@ def _rounded(y, out_ptr, EXACT_BF16: tl.constexpr):
 
 
 @triton.jit
+def _op_constants(t, c0_ptr, c1_ptr, c2_ptr, OP: tl.constexpr):
+    """The op's float32 constants: Bernoulli ops index tables of all 65537 thresholds (built
+    by the reference helpers), Gaussian dropout reads its standard deviation."""
+    if OP == OP_GAUSS:
+        c0 = tl.load(c0_ptr)
+        c1 = c0
+        c2 = c0
+    elif OP == OP_ALPHA:
+        c0 = tl.load(c0_ptr + t)
+        c1 = tl.load(c1_ptr + t)
+        c2 = tl.load(c2_ptr + t)
+    else:
+        c0 = tl.load(c0_ptr + t)
+        c1 = c0
+        c2 = c0
+    return c0, c1, c2
+
+
+@triton.jit
 def _apply(x, keep_or_noise, c0, c1, c2, OP: tl.constexpr):
     """The op's value in float32 from x (float32) and the keep mask or the normals."""
     if OP == OP_SCALE:
@@ -141,7 +173,7 @@ def contiguous_kernel(
     first_block,
     seed_ptr,
     step_ptr,
-    threshold_ptr,
+    rate_ptr,
     c0_ptr,
     c1_ptr,
     c2_ptr,
@@ -157,20 +189,19 @@ def contiguous_kernel(
     step_lo, step_hi = _step_words(step_ptr)
     index = pid * BLOCK + tl.arange(0, BLOCK) - head
     valid = (index >= 0) & (index < n)
+    t = _threshold(rate_ptr)
     if OP == OP_GAUSS or OP == OP_NOISE:  # noqa: SIM109 (no `in` on constexprs in Triton)
         draws = _tile_normals(seed, step_lo, step_hi, first_block + pid * (BLOCK // 4), BLOCK)
     else:
         halves = _tile_halves(seed, step_lo, step_hi, first_block + pid * (BLOCK // 8), BLOCK)
-        draws = halves >= tl.load(threshold_ptr).to(tl.int32)
+        draws = halves >= t
     if OP == OP_KEEP:
         tl.store(out_ptr + index, draws.to(tl.uint8), mask=valid)
     elif OP == OP_NOISE:
         tl.store(out_ptr + index, draws, mask=valid)
     else:
         x = tl.load(x_ptr + index, mask=valid).to(tl.float32)
-        c0 = tl.load(c0_ptr)
-        c1 = tl.load(c1_ptr)
-        c2 = tl.load(c2_ptr)
+        c0, c1, c2 = _op_constants(t, c0_ptr, c1_ptr, c2_ptr, OP)
         y = _apply(x, draws, c0, c1, c2, OP)
         tl.store(out_ptr + index, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
 
@@ -199,7 +230,7 @@ def strided_kernel(
     ms0, ms1, ms2, ms3, ms4, ms5,
     seed_ptr,
     step_ptr,
-    threshold_ptr,
+    rate_ptr,
     c0_ptr,
     c1_ptr,
     c2_ptr,
@@ -239,6 +270,7 @@ def strided_kernel(
         rem, x_off, out_off, mask_off = _take_dim(
             rem, size5, xs5, os5, ms5, x_off, out_off, mask_off
         )
+    t = _threshold(rate_ptr)
     if FROM_SOURCE:
         source = tl.load(source_ptr + mask_off, mask=valid)
         draws = source if OP == OP_GAUSS else source != 0
@@ -249,9 +281,10 @@ def strided_kernel(
             draws = _element_normal(seed, step_lo, step_hi, mask_off + offset)
         else:
             half = _element_half(seed, step_lo, step_hi, mask_off + offset)
-            draws = half >= tl.load(threshold_ptr).to(tl.int32)
+            draws = half >= t
     x = tl.load(x_ptr + x_off, mask=valid).to(tl.float32)
-    y = _apply(x, draws, tl.load(c0_ptr), tl.load(c1_ptr), tl.load(c2_ptr), OP)
+    c0, c1, c2 = _op_constants(t, c0_ptr, c1_ptr, c2_ptr, OP)
+    y = _apply(x, draws, c0, c1, c2, OP)
     tl.store(out_ptr + out_off, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
 
 
@@ -331,8 +364,8 @@ def bias_act_dropout_add_kernel(
     residual_period,
     seed_ptr,
     step_ptr,
-    threshold_ptr,
-    scale_ptr,
+    rate_ptr,
+    scale_table_ptr,
     HAS_BIAS: tl.constexpr,
     HAS_RESIDUAL: tl.constexpr,
     BIAS_MODE: tl.constexpr,
@@ -350,12 +383,13 @@ def bias_act_dropout_add_kernel(
     index = tile_start + tl.arange(0, BLOCK)
     valid = (index >= 0) & (index < n)
     halves = _tile_halves(seed, step_lo, step_hi, first_block + pid * (BLOCK // 8), BLOCK)
-    keep = halves >= tl.load(threshold_ptr).to(tl.int32)
+    t = _threshold(rate_ptr)
+    keep = halves >= t
     h = tl.load(x_ptr + index, mask=valid).to(tl.float32)
     if HAS_BIAS:
         bias_index = _broadcast_index(index, tile_start, bias_period, BIAS_MODE, BLOCK)
         h = h + tl.load(bias_ptr + bias_index, mask=valid).to(tl.float32)
-    y = tl.where(keep, _activation(h, ACT) * tl.load(scale_ptr), 0.0)
+    y = tl.where(keep, _activation(h, ACT) * tl.load(scale_table_ptr + t), 0.0)
     if HAS_RESIDUAL:
         residual_index = _broadcast_index(index, tile_start, residual_period, RESIDUAL_MODE, BLOCK)
         y = tl.load(residual_ptr + residual_index, mask=valid).to(tl.float32) + y
@@ -374,8 +408,8 @@ def bias_act_dropout_backward_kernel(
     bias_period,
     seed_ptr,
     step_ptr,
-    threshold_ptr,
-    scale_ptr,
+    rate_ptr,
+    scale_table_ptr,
     HAS_BIAS: tl.constexpr,
     BIAS_MODE: tl.constexpr,
     ACT: tl.constexpr,
@@ -391,9 +425,10 @@ def bias_act_dropout_backward_kernel(
     index = tile_start + tl.arange(0, BLOCK)
     valid = (index >= 0) & (index < n)
     halves = _tile_halves(seed, step_lo, step_hi, first_block + pid * (BLOCK // 8), BLOCK)
-    keep = halves >= tl.load(threshold_ptr).to(tl.int32)
+    t = _threshold(rate_ptr)
+    keep = halves >= t
     grad = tl.load(grad_ptr + index, mask=valid).to(tl.float32)
-    grad_h = tl.where(keep, grad * tl.load(scale_ptr), 0.0)
+    grad_h = tl.where(keep, grad * tl.load(scale_table_ptr + t), 0.0)
     if ACT != ACT_IDENTITY:
         h = tl.load(x_ptr + index, mask=valid).to(tl.float32)
         if HAS_BIAS:

@@ -1,10 +1,14 @@
 """The Triton backend: layout planning, constants and launches around :mod:`._kernels`.
 
-Constants come from the reference helpers (:func:`~dropkit.kernels.reference.dropout_scale`,
-:func:`~dropkit.kernels.reference.alpha_constants`,
-:func:`~dropkit.kernels.reference.gaussian_std`), computed as 0-d tensors on the device and read
-by the kernels through pointers, like the seed and the step: no host sync, so every op can be
-captured in a CUDA graph and replayed with a new step.
+Constants come from the reference helpers, so the arithmetic agrees bit for bit. A Bernoulli
+op's constants depend only on the integer threshold ``t = round(rate * 65536)``, so
+:func:`~dropkit.kernels.reference.dropout_scale` and
+:func:`~dropkit.kernels.reference.alpha_constants` are evaluated once per device for all 65537
+thresholds; each kernel computes ``t`` from the rate tensor (exactly, as ``torch.round``) and
+indexes those tables. Gaussian dropout's
+:func:`~dropkit.kernels.reference.gaussian_std` is computed per call as a 0-d device tensor. The
+rate, seed and step are read through pointers: one launch per op, no host sync, so every op can
+be captured in a CUDA graph and replayed with a new step or rate.
 
 Layouts (no hidden ``.contiguous()`` copy for the elementwise family):
 
@@ -102,6 +106,18 @@ def _is_linear(dims: list[tuple[int, ...]]) -> bool:
     return len(dims) == 0 or (len(dims) == 1 and dims[0][1:] == (1, 1, 1))
 
 
+class ConstantTables:
+    """Float32 constants of every threshold ``t`` in ``[0, 65536]`` on one device, computed by
+    the reference helpers: ``scale[t]``, ``ones[t]``, and alpha dropout's ``a[t]``, ``b[t]``,
+    ``dropped[t]``."""
+
+    def __init__(self, device: torch.device) -> None:
+        thresholds = torch.arange(rng.THRESHOLD_ONE + 1, dtype=torch.int64, device=device)
+        self.scale = reference.dropout_scale(thresholds, torch.float32)
+        self.ones = torch.ones_like(self.scale)
+        self.alpha = reference.alpha_constants(thresholds, torch.float32)
+
+
 def _launch_contiguous(
     x: Tensor,
     out: Tensor,
@@ -109,7 +125,7 @@ def _launch_contiguous(
     offset: int,
     seed: Tensor,
     step: Tensor,
-    threshold: Tensor,
+    rate: Tensor,
     constants: Sequence[Tensor],
     op: int,
 ) -> None:
@@ -117,7 +133,7 @@ def _launch_contiguous(
     head = offset % per_block
     grid = (triton.cdiv(n + head, TILE),)
     K.contiguous_kernel[grid](
-        x, out, n, head, offset // per_block, seed, step, threshold, *constants,
+        x, out, n, head, offset // per_block, seed, step, rate, *constants,
         OP=op, BLOCK=TILE, num_warps=8, **_launch_options(),
     )  # fmt: skip
 
@@ -131,6 +147,14 @@ class TritonBackend:
 
     def __init__(self) -> None:
         self._reference = ReferenceBackend()
+        self._tables: dict[torch.device, ConstantTables] = {}
+
+    def tables(self, device: torch.device) -> ConstantTables:
+        """The constant tables of ``device``, built on first use (make that first call outside
+        CUDA-graph capture, as Triton's compilation must be anyway)."""
+        if device not in self._tables:
+            self._tables[device] = ConstantTables(device)
+        return self._tables[device]
 
     def supports(self, x: Tensor) -> bool:
         if x.dtype not in SUPPORTED_DTYPES:
@@ -147,7 +171,7 @@ class TritonBackend:
         step: Tensor,
         offset: int,
         mask_shape: Sequence[int],
-        threshold: Tensor,
+        rate: Tensor,
         constants: Sequence[Tensor],
     ) -> Tensor | None:
         """Run ``op``; None if the layout has more than :data:`MAX_DIMS` unmergeable dims."""
@@ -158,7 +182,7 @@ class TritonBackend:
         constants = [*constants, *[constants[0]] * (3 - len(constants))]
         dims = merged_dims(x, out, mask_shape)
         if _is_linear(dims):
-            _launch_contiguous(x, out, n, offset, seed, step, threshold, constants, op)
+            _launch_contiguous(x, out, n, offset, seed, step, rate, constants, op)
             return out
         if len(dims) > MAX_DIMS:
             return None
@@ -172,7 +196,7 @@ class TritonBackend:
             )
             fill_op = K.OP_NOISE if gaussian else K.OP_KEEP
             _launch_contiguous(
-                source, source, mask_numel, offset, seed, step, threshold, constants, fill_op
+                source, source, mask_numel, offset, seed, step, rate, constants, fill_op
             )
         inner_first = list(reversed(dims)) + [(1, 0, 0, 0)] * (MAX_DIMS - len(dims))
         sizes, x_strides, out_strides, mask_strides = (
@@ -181,7 +205,7 @@ class TritonBackend:
         grid = (triton.cdiv(n, STRIDED_TILE),)
         K.strided_kernel[grid](
             x, out, source, n, offset, *sizes, *x_strides, *out_strides, *mask_strides,
-            seed, step, threshold, *constants,
+            seed, step, rate, *constants,
             OP=op, FROM_SOURCE=from_source, NDIM=len(dims), BLOCK=STRIDED_TILE, num_warps=4,
             **_launch_options(),
         )  # fmt: skip
@@ -197,12 +221,9 @@ class TritonBackend:
         mask_shape: Sequence[int],
         scale: bool,
     ) -> Tensor:
-        threshold = rng.threshold_tensor(rate)
-        if scale:
-            factor = reference.dropout_scale(threshold, torch.float32)
-        else:
-            factor = torch.ones((), dtype=torch.float32, device=x.device)
-        out = self._elementwise(x, K.OP_SCALE, seed, step, offset, mask_shape, threshold, [factor])
+        tables = self.tables(x.device)
+        factor = tables.scale if scale else tables.ones
+        out = self._elementwise(x, K.OP_SCALE, seed, step, offset, mask_shape, rate, [factor])
         if out is None:
             return self._reference.dropout(x, rate, seed, step, offset, mask_shape, scale)
         return out
@@ -216,9 +237,8 @@ class TritonBackend:
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
-        threshold = rng.threshold_tensor(rate)
-        constants = reference.alpha_constants(threshold, torch.float32)
-        out = self._elementwise(x, K.OP_ALPHA, seed, step, offset, mask_shape, threshold, constants)
+        constants = self.tables(x.device).alpha
+        out = self._elementwise(x, K.OP_ALPHA, seed, step, offset, mask_shape, rate, constants)
         if out is None:
             return self._reference.alpha_dropout(x, rate, seed, step, offset, mask_shape)
         return out
@@ -232,9 +252,8 @@ class TritonBackend:
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
-        threshold = rng.threshold_tensor(rate)
-        a, _, _ = reference.alpha_constants(threshold, torch.float32)
-        out = self._elementwise(grad, K.OP_SCALE, seed, step, offset, mask_shape, threshold, [a])
+        a = self.tables(grad.device).alpha[0]
+        out = self._elementwise(grad, K.OP_SCALE, seed, step, offset, mask_shape, rate, [a])
         if out is None:
             return self._reference.alpha_dropout_backward(
                 grad, rate, seed, step, offset, mask_shape
@@ -251,8 +270,7 @@ class TritonBackend:
         mask_shape: Sequence[int],
     ) -> Tensor:
         std = reference.gaussian_std(rate, torch.float32)
-        threshold = rng.threshold_tensor(rate)  # unused by the Gaussian kernels
-        out = self._elementwise(x, K.OP_GAUSS, seed, step, offset, mask_shape, threshold, [std])
+        out = self._elementwise(x, K.OP_GAUSS, seed, step, offset, mask_shape, rate, [std])
         if out is None:
             return self._reference.gaussian_dropout(x, rate, seed, step, offset, mask_shape)
         return out
@@ -299,15 +317,14 @@ class TritonBackend:
         out = torch.empty_like(dense)
         if n == 0:
             return torch.empty_like(x)
-        threshold = rng.threshold_tensor(rate)
-        factor = reference.dropout_scale(threshold, torch.float32)
+        scale_table = self.tables(x.device).scale
         bias_t, bias_period, bias_mode = self._periodic(bias, dense)
         residual_t, residual_period, residual_mode = self._periodic(residual, dense)
         head = offset % rng.BERNOULLI_PER_BLOCK
         grid = (triton.cdiv(n + head, TILE),)
         K.bias_act_dropout_add_kernel[grid](
             dense, bias_t, residual_t, out, n, head, offset // rng.BERNOULLI_PER_BLOCK,
-            bias_period, residual_period, seed, step, threshold, factor,
+            bias_period, residual_period, seed, step, rate, scale_table,
             HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
             BIAS_MODE=bias_mode, RESIDUAL_MODE=residual_mode,
             ACT=_ACTIVATION_CODES[activation], BLOCK=TILE, num_warps=8, **_launch_options(),
@@ -334,15 +351,14 @@ class TritonBackend:
         grad_h = torch.empty_like(dense_grad)
         if n == 0:
             return torch.empty_like(grad)
-        threshold = rng.threshold_tensor(rate)
-        factor = reference.dropout_scale(threshold, torch.float32)
+        scale_table = self.tables(grad.device).scale
         dense_x = dense_grad if x is None else x.contiguous()
         bias_t, bias_period, bias_mode = self._periodic(bias, dense_x)
         head = offset % rng.BERNOULLI_PER_BLOCK
         grid = (triton.cdiv(n + head, TILE),)
         K.bias_act_dropout_backward_kernel[grid](
             dense_grad, dense_x, bias_t, grad_h, n, head, offset // rng.BERNOULLI_PER_BLOCK,
-            bias_period, seed, step, threshold, factor,
+            bias_period, seed, step, rate, scale_table,
             HAS_BIAS=bias is not None, BIAS_MODE=bias_mode,
             ACT=_ACTIVATION_CODES[activation], BLOCK=TILE, num_warps=8, **_launch_options(),
         )  # fmt: skip
