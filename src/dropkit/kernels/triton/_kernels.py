@@ -164,7 +164,9 @@ def _apply(x, keep_or_noise, c0, c1, c2, OP: tl.constexpr):
     return y
 
 
-@triton.jit
+# Integer arguments that never affect vectorisation are not specialised on: fewer compiled
+# variants (each costs a compile on a fresh machine), same code.
+@triton.jit(do_not_specialize=["first_block"])
 def contiguous_kernel(
     x_ptr,
     out_ptr,
@@ -217,7 +219,12 @@ def _take_dim(rem, size, x_stride, out_stride, mask_stride, x_off, out_off, mask
     )
 
 
-@triton.jit
+_STRIDED_RUNTIME_INTS = ["n", "offset"] + [
+    f"{name}{dim}" for name in ("size", "xs", "os", "ms") for dim in range(6)
+]
+
+
+@triton.jit(do_not_specialize=_STRIDED_RUNTIME_INTS)
 def strided_kernel(
     x_ptr,
     out_ptr,
@@ -351,7 +358,7 @@ def _broadcast_index(index, tile_start, period, MODE: tl.constexpr, BLOCK: tl.co
     return result
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["first_block", "bias_period", "residual_period"])
 def bias_act_dropout_add_kernel(
     x_ptr,
     bias_ptr,
@@ -396,7 +403,7 @@ def bias_act_dropout_add_kernel(
     tl.store(out_ptr + index, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["first_block", "bias_period"])
 def bias_act_dropout_backward_kernel(
     grad_ptr,
     x_ptr,
