@@ -72,6 +72,7 @@ class ParityResult:
     case: str
     passed: bool
     detail: str = ""
+    skipped: bool = False
 
 
 def _poison(tensors: Sequence[torch.Tensor]) -> None:
@@ -185,7 +186,7 @@ def run_parity(device: torch.device, clock: Clock, *, smoke: bool = False) -> li
                     continue
                 if clock.elapsed() > parity_budget:
                     results.append(
-                        ParityResult(f"{op_name}/{dtype_name}/{label}", False, "skipped: time")
+                        ParityResult(f"{op_name}/{dtype_name}/{label}", False, "time", skipped=True)
                     )
                     continue
                 grad = torch.randn(x.shape, generator=gen).to(device=device, dtype=dtype)
@@ -235,7 +236,7 @@ def _fused_parity(device, gen, seed, clock, smoke) -> list[ParityResult]:
             for shape in shapes:
                 name = f"fused:{activation}/{dtype_name}/{shape}"
                 if clock.elapsed() > 0.55 * clock.budget_s:
-                    results.append(ParityResult(name, False, "skipped: time"))
+                    results.append(ParityResult(name, False, "time", skipped=True))
                     continue
                 x = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
                 bias = torch.randn(shape[-1:], generator=gen).to(device=device, dtype=dtype)
@@ -671,9 +672,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("[env] " + ", ".join(f"{k}={v}" for k, v in env.items()), flush=True)
 
     parity = run_parity(device, clock, smoke=args.smoke)
-    failures = [r for r in parity if not r.passed]
-    print(f"[parity] {len(parity) - len(failures)}/{len(parity)} passed "
-          f"in {clock.elapsed():.0f}s", flush=True)  # fmt: skip
+    failures = [r for r in parity if not r.passed and not r.skipped]
+    skipped = [r for r in parity if r.skipped]
+    parity_line = (
+        f"parity: {len(parity) - len(failures) - len(skipped)}/{len(parity)} passed, "
+        f"{len(failures)} failed, {len(skipped)} skipped (time budget)"
+    )
+    print(f"[parity] {parity_line} in {clock.elapsed():.0f}s", flush=True)
     for failure in failures[:30]:
         print(f"[parity] FAIL {failure.case}: {failure.detail}", flush=True)
 
@@ -688,16 +693,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "environment": env,
         "elapsed_s": round(clock.elapsed(), 1),
         "parity": {
-            "passed": len(parity) - len(failures),
-            "total": len(parity),
+            "summary": parity_line,
             "failures": [asdict(f) for f in failures],
+            "skipped": [r.case for r in skipped],
         },
         "targets": verdicts(timings),
         "timings": [asdict(t) for t in timings],
     }
     (out_dir / "gpu_check.json").write_text(json.dumps(payload, indent=2, default=str))
     print(f"[done] {clock.elapsed():.0f}s; wrote {out_dir / 'gpu_check.json'}")
-    print(f"parity: {len(parity) - len(failures)}/{len(parity)} passed")
+    print(parity_line)
     for line in verdicts(timings):
         print(line)
     if timings:

@@ -123,13 +123,13 @@ def _rounded(y, out_ptr, EXACT_BF16: tl.constexpr):
     """``y`` (float32) rounded to the output's dtype, to nearest even. The interpreter's own
     float32 -> bfloat16 cast truncates, so under it (``EXACT_BF16``) the rounding is done on
     the bits; compiled kernels use the hardware's round-to-nearest-even conversion."""
-    if EXACT_BF16 and out_ptr.dtype.element_ty == tl.bfloat16:
-        bits = y.to(tl.uint32, bitcast=True)
-        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-        rounded = tl.where(y != y, 0x7FC0, rounded)
-        result = rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
-    else:
-        result = y.to(out_ptr.dtype.element_ty)
+    result = y.to(out_ptr.dtype.element_ty)
+    if EXACT_BF16:  # noqa: SIM102 (both conditions are compile-time; kept apart for clarity)
+        if out_ptr.dtype.element_ty == tl.bfloat16:
+            bits = y.to(tl.uint32, bitcast=True)
+            rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            rounded = tl.where(y != y, 0x7FC0, rounded)
+            result = rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
     return result
 
 
