@@ -306,3 +306,24 @@ def test_in_kernel_threshold_rounds_like_torch():
             expected = F.dropout(x, rate, seed=1)
         with kernels.use_backend("triton"):
             assert torch.equal(F.dropout(x, rate, seed=1), expected), rate
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("activation", FUSED_ACTIVATIONS)
+def test_fused_backward_reducing_the_bias_in_the_kernel(activation, dtype):
+    # An offset that is a multiple of 8 and a bias of 8k elements take the (rows, cols)
+    # backward, which sums the bias gradient per tile; 37 x 264 leaves partial tiles.
+    x, bias = _randn((37, 264), dtype, seed=1), _randn((264,), dtype, seed=2)
+    residual, grad = _randn((37, 264), dtype, seed=3), _randn((37, 264), dtype, seed=4)
+
+    def op(x, bias, residual):
+        if activation == "identity":
+            return F.bias_dropout_add(x, bias, residual, 0.3, seed=5, offset=16)
+        return F.bias_act_dropout_add(x, bias, residual, 0.3, activation, seed=5, offset=16)
+
+    y_ref, grads_ref = _fused_run("reference", op, (x, bias, residual), grad)
+    y_tri, grads_tri = _fused_run("triton", op, (x, bias, residual), grad)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
+    torch.testing.assert_close(y_tri, y_ref, **tolerance)
+    for got, expected in zip(grads_tri, grads_ref, strict=True):
+        torch.testing.assert_close(got, expected, **tolerance)

@@ -223,9 +223,11 @@ class ReferenceBackend:
         step: Tensor,
         offset: int,
         activation: str,
-    ) -> Tensor:
-        """Gradient with respect to the pre-activation ``h = x + bias``:
-        ``where(keep, grad * s, 0) * act'(h)``; ``x`` may be None for ``"identity"``."""
+    ) -> tuple[Tensor, Tensor]:
+        """Gradients with respect to the pre-activation ``h = x + bias``,
+        ``where(keep, grad * s, 0) * act'(h)`` (in ``grad``'s dtype), and to the bias: that
+        float32 (or float64) gradient summed to ``bias``'s shape (empty without a bias).
+        ``x`` may be None for ``"identity"``."""
         keep = self.keep(rate, seed, step, offset, grad.shape)
         cd = compute_dtype(grad.dtype)
         factor = dropout_scale(rng.threshold_tensor(rate), cd)
@@ -236,4 +238,8 @@ class ReferenceBackend:
                 raise ValueError(f"activation {activation!r} needs the input x in backward")
             h = x.to(cd) if bias is None else x.to(cd) + bias.to(cd)
             grad_h = activation_backward(grad_h, h, activation)
-        return torch.empty_like(grad).copy_(grad_h)
+        if bias is None:
+            grad_bias = torch.empty(0, dtype=cd, device=grad.device)
+        else:
+            grad_bias = grad_h.sum_to_size(bias.shape)
+        return torch.empty_like(grad).copy_(grad_h), grad_bias

@@ -45,6 +45,9 @@ __all__ = ["TritonBackend"]
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 #: Elements per program of the tile kernels (a multiple of 8: whole Philox blocks).
 TILE = 4096
+#: Rows and columns per program of the backward that also reduces the bias gradient.
+ROWS_TILE = 16
+COLS_TILE = 256
 #: Elements per program of the strided kernel.
 STRIDED_TILE = 1024
 #: Dimensions the strided kernel walks after merging; more falls back to the reference.
@@ -341,7 +344,7 @@ class TritonBackend:
         step: Tensor,
         offset: int,
         activation: str,
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor]:
         if not self._fusable(x, bias) or (x is None and activation != "identity"):
             return self._reference.bias_act_dropout_backward(
                 grad, x, bias, rate, seed, step, offset, activation
@@ -349,17 +352,48 @@ class TritonBackend:
         n = grad.numel()
         dense_grad = grad.contiguous()
         grad_h = torch.empty_like(dense_grad)
+        no_bias = torch.empty(0, dtype=torch.float32, device=grad.device)
         if n == 0:
-            return torch.empty_like(grad)
+            bias_shape: tuple[int, ...] = (0,) if bias is None else tuple(bias.shape)
+            return torch.empty_like(grad), torch.zeros(bias_shape, device=grad.device)
         scale_table = self.tables(grad.device).scale
         dense_x = dense_grad if x is None else x.contiguous()
         bias_t, bias_period, bias_mode = self._periodic(bias, dense_x)
-        head = offset % rng.BERNOULLI_PER_BLOCK
-        grid = (triton.cdiv(n + head, TILE),)
-        K.bias_act_dropout_backward_kernel[grid](
-            dense_grad, dense_x, bias_t, grad_h, n, head, offset // rng.BERNOULLI_PER_BLOCK,
-            bias_period, seed, step, rate, scale_table,
-            HAS_BIAS=bias is not None, BIAS_MODE=bias_mode,
-            ACT=_ACTIVATION_CODES[activation], BLOCK=TILE, num_warps=8, **_launch_options(),
-        )  # fmt: skip
-        return grad_h if dense_grad is grad else torch.empty_like(grad).copy_(grad_h)
+        code = _ACTIVATION_CODES[activation]
+        if (
+            bias is not None
+            and bias_mode != K.INDEX_FULL
+            and bias_period % rng.BERNOULLI_PER_BLOCK == 0
+            and offset % rng.BERNOULLI_PER_BLOCK == 0
+        ):
+            # x as (rows, cols) with the bias along cols: one pass gives grad_h and the bias
+            # gradient's per-tile partial sums.
+            rows, cols = n // bias_period, bias_period
+            tiles = (triton.cdiv(rows, ROWS_TILE), triton.cdiv(cols, COLS_TILE))
+            partial = torch.empty(tiles[0], cols, dtype=torch.float32, device=grad.device)
+            K.bias_act_dropout_backward_rows_kernel[tiles](
+                dense_grad, dense_x, bias_t, grad_h, partial, rows, cols,
+                offset // rng.BERNOULLI_PER_BLOCK, seed, step, rate, scale_table,
+                ACT=code, BLOCK_ROWS=ROWS_TILE, BLOCK_COLS=COLS_TILE, num_warps=8,
+                **_launch_options(),
+            )  # fmt: skip
+            grad_bias = partial.sum(0).reshape(bias.shape)
+        else:
+            # With a bias, write float32 so its gradient sums unrounded values, like the
+            # reference; rounding afterwards is the same round-to-nearest-even.
+            target = grad_h if bias is None else torch.empty_like(grad_h, dtype=torch.float32)
+            head = offset % rng.BERNOULLI_PER_BLOCK
+            grid = (triton.cdiv(n + head, TILE),)
+            K.bias_act_dropout_backward_kernel[grid](
+                dense_grad, dense_x, bias_t, target, n, head, offset // rng.BERNOULLI_PER_BLOCK,
+                bias_period, seed, step, rate, scale_table,
+                HAS_BIAS=bias is not None, BIAS_MODE=bias_mode,
+                ACT=code, BLOCK=TILE, num_warps=8, **_launch_options(),
+            )  # fmt: skip
+            grad_bias = no_bias
+            if bias is not None:
+                grad_bias = target.sum_to_size(bias.shape)
+                grad_h.copy_(target)
+        if dense_grad is not grad:
+            grad_h = torch.empty_like(grad).copy_(grad_h)
+        return grad_h, grad_bias
