@@ -61,7 +61,23 @@ def _launch_options() -> dict[str, Any]:
     return {**_LAUNCH, "EXACT_BF16": _interpreting()}
 
 
-_ACTIVATION_CODES = {"identity": 0, "gelu": 1, "gelu_tanh": 2, "relu": 3, "silu": 4}
+# The kernels' constexpr codes as plain ints (launch arguments must be plain values).
+OP_SCALE, OP_ALPHA, OP_KEEP, OP_GAUSS, OP_NOISE = (
+    code.value for code in (K.OP_SCALE, K.OP_ALPHA, K.OP_KEEP, K.OP_GAUSS, K.OP_NOISE)
+)
+INDEX_FULL, INDEX_WRAP_ONCE, INDEX_MODULO = (
+    code.value for code in (K.INDEX_FULL, K.INDEX_WRAP_ONCE, K.INDEX_MODULO)
+)
+_ACTIVATION_CODES = {
+    name: code.value
+    for name, code in (
+        ("identity", K.ACT_IDENTITY),
+        ("gelu", K.ACT_GELU),
+        ("gelu_tanh", K.ACT_GELU_TANH),
+        ("relu", K.ACT_RELU),
+        ("silu", K.ACT_SILU),
+    )
+}
 
 
 def _interpreting() -> bool:
@@ -132,7 +148,7 @@ def _launch_contiguous(
     constants: Sequence[Tensor],
     op: int,
 ) -> None:
-    per_block = rng.WORDS_PER_BLOCK if op in (K.OP_GAUSS, K.OP_NOISE) else rng.BERNOULLI_PER_BLOCK
+    per_block = rng.WORDS_PER_BLOCK if op in (OP_GAUSS, OP_NOISE) else rng.BERNOULLI_PER_BLOCK
     head = offset % per_block
     grid = (triton.cdiv(n + head, TILE),)
     K.contiguous_kernel[grid](
@@ -193,11 +209,11 @@ class TritonBackend:
         from_source = mask_numel < n
         source = out
         if from_source:
-            gaussian = op == K.OP_GAUSS
+            gaussian = op == OP_GAUSS
             source = torch.empty(
                 mask_numel, dtype=torch.float32 if gaussian else torch.uint8, device=x.device
             )
-            fill_op = K.OP_NOISE if gaussian else K.OP_KEEP
+            fill_op = OP_NOISE if gaussian else OP_KEEP
             _launch_contiguous(
                 source, source, mask_numel, offset, seed, step, rate, constants, fill_op
             )
@@ -226,7 +242,7 @@ class TritonBackend:
     ) -> Tensor:
         tables = self.tables(x.device)
         factor = tables.scale if scale else tables.ones
-        out = self._elementwise(x, K.OP_SCALE, seed, step, offset, mask_shape, rate, [factor])
+        out = self._elementwise(x, OP_SCALE, seed, step, offset, mask_shape, rate, [factor])
         if out is None:
             return self._reference.dropout(x, rate, seed, step, offset, mask_shape, scale)
         return out
@@ -241,7 +257,7 @@ class TritonBackend:
         mask_shape: Sequence[int],
     ) -> Tensor:
         constants = self.tables(x.device).alpha
-        out = self._elementwise(x, K.OP_ALPHA, seed, step, offset, mask_shape, rate, constants)
+        out = self._elementwise(x, OP_ALPHA, seed, step, offset, mask_shape, rate, constants)
         if out is None:
             return self._reference.alpha_dropout(x, rate, seed, step, offset, mask_shape)
         return out
@@ -256,7 +272,7 @@ class TritonBackend:
         mask_shape: Sequence[int],
     ) -> Tensor:
         a = self.tables(grad.device).alpha[0]
-        out = self._elementwise(grad, K.OP_SCALE, seed, step, offset, mask_shape, rate, [a])
+        out = self._elementwise(grad, OP_SCALE, seed, step, offset, mask_shape, rate, [a])
         if out is None:
             return self._reference.alpha_dropout_backward(
                 grad, rate, seed, step, offset, mask_shape
@@ -273,7 +289,7 @@ class TritonBackend:
         mask_shape: Sequence[int],
     ) -> Tensor:
         std = reference.gaussian_std(rate, torch.float32)
-        out = self._elementwise(x, K.OP_GAUSS, seed, step, offset, mask_shape, rate, [std])
+        out = self._elementwise(x, OP_GAUSS, seed, step, offset, mask_shape, rate, [std])
         if out is None:
             return self._reference.gaussian_dropout(x, rate, seed, step, offset, mask_shape)
         return out
@@ -287,7 +303,7 @@ class TritonBackend:
     def _periodic(operand: Tensor | None, x: Tensor) -> tuple[Tensor, int, int]:
         """``(tensor, period, index mode)`` for a bias or residual broadcast to ``x``."""
         if operand is None:
-            return x, 1, K.INDEX_FULL
+            return x, 1, INDEX_FULL
         n = x.numel()
         trailing = list(operand.shape)
         while trailing and trailing[0] == 1:
@@ -297,8 +313,8 @@ class TritonBackend:
             operand, trailing = operand.expand(x.shape).contiguous(), list(x.shape)
         period = math.prod(trailing)
         if period == n:
-            return operand, n, K.INDEX_FULL
-        return operand, period, K.INDEX_WRAP_ONCE if period >= TILE else K.INDEX_MODULO
+            return operand, n, INDEX_FULL
+        return operand, period, INDEX_WRAP_ONCE if period >= TILE else INDEX_MODULO
 
     def bias_act_dropout_add(
         self,
@@ -362,7 +378,7 @@ class TritonBackend:
         code = _ACTIVATION_CODES[activation]
         if (
             bias is not None
-            and bias_mode != K.INDEX_FULL
+            and bias_mode != INDEX_FULL
             and bias_period % rng.BERNOULLI_PER_BLOCK == 0
             and offset % rng.BERNOULLI_PER_BLOCK == 0
         ):
