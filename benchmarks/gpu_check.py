@@ -179,7 +179,7 @@ def run_parity(device: torch.device, clock: Clock, *, smoke: bool = False) -> li
     results: list[ParityResult] = []
     mask_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
     rates = (0.0, 0.1, 0.5, 1.0)
-    parity_budget = 0.45 * clock.budget_s
+    parity_budget = 0.35 * clock.budget_s
     for dtype_name, dtype in DTYPES.items():
         for label, x in _parity_inputs(device, dtype, gen, smoke):
             for op_name, (op, min_dims, exact) in _elementwise_ops().items():
@@ -238,7 +238,7 @@ def _fused_parity(device, gen, seed, clock, smoke) -> list[ParityResult]:
                 continue  # fewer compiled variants; float16 shares bfloat16's code paths
             for shape in shapes:
                 name = f"fused:{activation}/{dtype_name}/{shape}"
-                if clock.elapsed() > 0.55 * clock.budget_s:
+                if clock.elapsed() > 0.45 * clock.budget_s:
                     results.append(ParityResult(name, False, "time", skipped=True))
                     continue
                 x = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
