@@ -139,7 +139,7 @@ def _elementwise_ops() -> dict[str, tuple[Callable, int, bool]]:
             1,
             True,
         ),
-        "alpha_dropout": (lambda x, p, s: F.alpha_dropout(x, p, seed=s, offset=1), 1, True),
+        "alpha_dropout": (lambda x, p, s: F.alpha_dropout(x, p, seed=s, offset=8), 1, True),
         "gaussian_dropout": (
             lambda x, p, s: F.gaussian_dropout(x, min(p, 0.9), seed=s, offset=2),
             1,
@@ -165,6 +165,14 @@ def _parity_inputs(device: torch.device, dtype: torch.dtype, gen: torch.Generato
         (
             "channels_last",
             torch.randn(cl_shape, generator=gen).to(memory_format=torch.channels_last),
+        )
+    )
+    # H*W a multiple of 8: the transposed kernel (8 draws per Philox call in any layout).
+    cl8_shape = (2, 5, 4, 6) if smoke else (8, 24, 16, 16)
+    out.append(
+        (
+            "channels_last8",
+            torch.randn(cl8_shape, generator=gen).to(memory_format=torch.channels_last),
         )
     )
     out.append(("strided", torch.randn(64, 130, generator=gen)[:, 1::2]))

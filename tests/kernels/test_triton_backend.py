@@ -327,3 +327,26 @@ def test_fused_backward_reducing_the_bias_in_the_kernel(activation, dtype):
     torch.testing.assert_close(y_tri, y_ref, **tolerance)
     for got, expected in zip(grads_tri, grads_ref, strict=True):
         torch.testing.assert_close(got, expected, **tolerance)
+
+
+TRANSPOSED_LAYOUTS = {
+    "channels_last": lambda: _randn((2, 5, 4, 6), torch.float32).to(
+        memory_format=torch.channels_last
+    ),
+    "channels_last_multi_tile": lambda: _randn((2, 70, 8, 12), torch.float32).to(
+        memory_format=torch.channels_last
+    ),
+    "transposed_NLC": lambda: _randn((4, 8, 16), torch.float32).transpose(1, 2),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", list(TRANSPOSED_LAYOUTS))
+def test_transposed_layouts_bit_equal(layout, dtype):
+    # Lines of a multiple of 8 mask elements: one Philox call per 8 elements, drawn in mask
+    # order and transposed to the memory order.
+    x = TRANSPOSED_LAYOUTS[layout]().to(dtype)
+    dims = _launch.merged_dims(x, torch.empty_like(x), list(x.shape))
+    assert _launch.transposed_plan(dims, 8) is not None
+    _assert_same(lambda t: F.dropout(t, 0.3, seed=3, step=1, offset=8), x)
+    _assert_same(lambda t: F.alpha_dropout(t, 0.5, seed=3), x)

@@ -295,6 +295,67 @@ def strided_kernel(
     tl.store(out_ptr + out_off, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
 
 
+@triton.jit(
+    do_not_specialize=[
+        "lines",
+        "line_len",
+        "line_stride",
+        "line_mask_stride",
+        "outer_stride",
+        "outer_mask_stride",
+        "first_block",
+    ]
+)
+def transposed_kernel(
+    x_ptr,
+    out_ptr,
+    lines,
+    line_len,
+    line_stride,
+    line_mask_stride,
+    outer_stride,
+    outer_mask_stride,
+    first_block,
+    seed_ptr,
+    step_ptr,
+    rate_ptr,
+    c0_ptr,
+    c1_ptr,
+    c2_ptr,
+    OP: tl.constexpr,
+    EXACT_BF16: tl.constexpr,
+    BLOCK_A: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+):  # fmt: skip
+    """Full Bernoulli mask over a dense layout whose memory-innermost dimension (``b``, stride 1,
+    e.g. the channels of channels_last) is not the mask's innermost (``a``, mask stride 1, e.g.
+    H*W). Each tile draws ``[BLOCK_B, BLOCK_A]`` in mask order (one Philox call per 8 elements
+    along ``a``), transposes it in registers and reads and writes ``[BLOCK_A, BLOCK_B]``
+    coalesced along ``b``. Needs every line ``(outer, b)`` to start on a Philox block."""
+    tiles_a = tl.cdiv(line_len, BLOCK_A)
+    program = tl.program_id(0).to(tl.int64)
+    outer = program // tiles_a
+    a_start = (program % tiles_a) * BLOCK_A
+    b = tl.program_id(1).to(tl.int64) * BLOCK_B + tl.arange(0, BLOCK_B).to(tl.int64)
+    a = a_start + tl.arange(0, BLOCK_A).to(tl.int64)
+    seed = tl.load(seed_ptr)
+    step_lo, step_hi = _step_words(step_ptr)
+    line_start = outer * outer_mask_stride + b * line_mask_stride
+    a_blocks = a_start // 8 + tl.arange(0, BLOCK_A // 8).to(tl.int64)
+    blocks = first_block + (line_start // 8)[:, None] + a_blocks[None, :]
+    r0, r1, r2, r3 = _philox_blocks(seed, step_lo, step_hi, blocks)
+    words = tl.interleave(tl.interleave(r0, r2), tl.interleave(r1, r3))
+    halves = tl.interleave(words & 0xFFFF, words >> 16).to(tl.int32)
+    t = _threshold(rate_ptr)
+    keep = tl.trans(halves) >= t
+    valid = (a[:, None] < line_len) & (b[None, :] < lines)
+    offsets = outer * outer_stride + a[:, None] * line_stride + b[None, :]
+    x = tl.load(x_ptr + offsets, mask=valid).to(tl.float32)
+    c0, c1, c2 = _op_constants(t, c0_ptr, c1_ptr, c2_ptr, OP)
+    y = _apply(x, keep, c0, c1, c2, OP)
+    tl.store(out_ptr + offsets, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
+
+
 @triton.jit
 def _gelu_cdf(h):
     return 0.5 * (1.0 + tl.erf(h * 0.7071067811865476))
@@ -513,4 +574,5 @@ __all__ = [
     "bias_act_dropout_backward_rows_kernel",
     "contiguous_kernel",
     "strided_kernel",
+    "transposed_kernel",
 ]

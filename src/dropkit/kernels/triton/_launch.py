@@ -48,6 +48,8 @@ TILE = 4096
 #: Rows and columns per program of the backward that also reduces the bias gradient.
 ROWS_TILE = 16
 COLS_TILE = 256
+#: Tile of the transposed kernel: mask-contiguous by memory-contiguous elements.
+TRANSPOSED_TILE = (64, 64)
 #: Elements per program of the strided kernel.
 STRIDED_TILE = 1024
 #: Dimensions the strided kernel walks after merging; more falls back to the reference.
@@ -119,6 +121,31 @@ def merged_dims(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> list[tuple
                 continue
         merged.append((size, x_stride, out_stride, mask_stride))
     return merged
+
+
+def transposed_plan(
+    dims: list[tuple[int, ...]], offset: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """``(inner, line, outer)`` dims for :func:`~._kernels.transposed_kernel`, or None.
+
+    Applies to dense layouts of up to three merged dims where the memory-innermost dim is not
+    the mask's innermost (channels_last, a transposed ``(N, L, C)``), input and output share
+    strides, and every mask line starts on a Philox block (sizes and offset multiples of 8).
+    """
+    per_block = rng.BERNOULLI_PER_BLOCK
+    if offset % per_block or len(dims) not in (2, 3):
+        return None
+    if any(x_stride != out_stride for _, x_stride, out_stride, _ in dims):
+        return None
+    inner, others = dims[-1], dims[:-1]
+    lines = [dim for dim in others if dim[3] == 1]
+    if inner[1] != 1 or len(lines) != 1:
+        return None
+    line = lines[0]
+    outer = next((dim for dim in others if dim is not line), (1, 0, 0, 0))
+    if line[0] % per_block or inner[3] % per_block or outer[3] % per_block:
+        return None
+    return inner, line, outer
 
 
 def _is_linear(dims: list[tuple[int, ...]]) -> bool:
@@ -207,6 +234,17 @@ class TritonBackend:
             return None
         mask_numel = math.prod(mask_shape)
         from_source = mask_numel < n
+        plan = None if from_source or op == OP_GAUSS else transposed_plan(dims, offset)
+        if plan is not None:
+            inner, line, outer = plan
+            block_a, block_b = TRANSPOSED_TILE
+            tiles = (outer[0] * triton.cdiv(line[0], block_a), triton.cdiv(inner[0], block_b))
+            K.transposed_kernel[tiles](
+                x, out, inner[0], line[0], line[1], inner[3], outer[1], outer[3],
+                offset // rng.BERNOULLI_PER_BLOCK, seed, step, rate, *constants,
+                OP=op, BLOCK_A=block_a, BLOCK_B=block_b, num_warps=8, **_launch_options(),
+            )  # fmt: skip
+            return out
         source = out
         if from_source:
             gaussian = op == OP_GAUSS
