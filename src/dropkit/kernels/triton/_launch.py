@@ -14,11 +14,14 @@ Layouts (no hidden ``.contiguous()`` copy for the elementwise family):
 
 * contiguous input, full mask: :func:`~._kernels.contiguous_kernel`, one Philox call per eight
   elements;
-* any other strides (channels_last, slices, expanded gradients): the output (``empty_like``)
-  is walked in its memory order by :func:`~._kernels.strided_kernel`, after merging the
-  dimensions that stay linear in input, output and mask; a full mask is drawn per element, a
-  broadcast mask (spatial, locked, feature-alpha) is drawn once into a small transient buffer
-  of the mask's size and read from there.
+* dense layouts whose memory-innermost dimension is not the mask's (channels_last, a transposed
+  ``(N, L, C)``) with lines of a multiple of 8 mask elements: :func:`~._kernels.transposed_kernel`
+  draws tiles in mask order, 8 per Philox call, and transposes them in registers;
+* any other strides (slices, expanded gradients, odd channels_last sizes): the output
+  (``empty_like``) is walked in its memory order by :func:`~._kernels.strided_kernel`, after
+  merging the dimensions that stay linear in input, output and mask; a full mask is drawn per
+  element, a broadcast mask (spatial, locked, feature-alpha) is drawn once into a small
+  transient buffer of the mask's size and read from there.
 
 The fused ops run on a contiguous ``x`` (another layout is copied once); ``bias`` and
 ``residual`` of ``x``'s trailing shape are read periodically without being expanded.
