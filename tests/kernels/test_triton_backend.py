@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 
+import dropkit
 import dropkit.functional as F
 from dropkit import kernels
 
@@ -280,7 +281,7 @@ def test_fused_channels_last_input_keeps_layout():
 @pytest.mark.gpu
 def test_cuda_graph_replay_draws_fresh_masks():
     x = torch.randn(1 << 16, device="cuda")
-    layer = __import__("dropkit").nn.Dropout(0.5, seed=3).cuda()
+    layer = dropkit.nn.Dropout(0.5, seed=3).cuda()
     static_out = layer(x)
     graph = torch.cuda.CUDAGraph()
     torch.cuda.synchronize()
