@@ -51,6 +51,8 @@ TILE = 4096
 #: Rows and columns per program of the backward that also reduces the bias gradient.
 ROWS_TILE = 16
 COLS_TILE = 256
+#: CUDA's limit on the second grid dimension.
+MAX_GRID_Y = 65535
 #: Tile of the transposed kernel: mask-contiguous by memory-contiguous elements.
 TRANSPOSED_TILE = (64, 64)
 #: Elements per program of the strided kernel.
@@ -147,6 +149,8 @@ def transposed_plan(
     line = lines[0]
     outer = next((dim for dim in others if dim is not line), (1, 0, 0, 0))
     if line[0] % per_block or inner[3] % per_block or outer[3] % per_block:
+        return None
+    if triton.cdiv(inner[0], TRANSPOSED_TILE[1]) > MAX_GRID_Y:
         return None
     return inner, line, outer
 
@@ -422,6 +426,7 @@ class TritonBackend:
             and bias_mode != INDEX_FULL
             and bias_period % rng.BERNOULLI_PER_BLOCK == 0
             and offset % rng.BERNOULLI_PER_BLOCK == 0
+            and triton.cdiv(bias_period, COLS_TILE) <= MAX_GRID_Y
         ):
             # x as (rows, cols) with the bias along cols: one pass gives grad_h and the bias
             # gradient's per-tile partial sums.
