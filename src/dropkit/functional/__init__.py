@@ -13,6 +13,7 @@ from dropkit.functional._elementwise import (
     locked_dropout,
     spatial_dropout,
 )
+from dropkit.functional._fused import bias_act_dropout, bias_act_dropout_add, bias_dropout_add
 from dropkit.functional._recurrent import (
     variational_rnn,
     weight_dropout_call,
@@ -37,6 +38,9 @@ __all__ = [
     "adl",
     "alpha_dropout",
     "attention",
+    "bias_act_dropout",
+    "bias_act_dropout_add",
+    "bias_dropout_add",
     "depth_rates",
     "drop_block",
     "drop_block2d",

@@ -12,6 +12,7 @@ from dropkit.nn._elementwise import (
     SpatialDropout2d,
     SpatialDropout3d,
 )
+from dropkit.nn._fused import BiasActDropout, BiasActDropoutAdd, BiasDropoutAdd
 from dropkit.nn._recurrent import (
     VariationalGRU,
     VariationalLSTM,
@@ -37,6 +38,9 @@ __all__ = [
     "ADL",
     "AlphaDropout",
     "AttentionDropout",
+    "BiasActDropout",
+    "BiasActDropoutAdd",
+    "BiasDropoutAdd",
     "DropBlock2d",
     "DropBlock3d",
     "DropConnectConv1d",
