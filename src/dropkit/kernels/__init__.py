@@ -186,3 +186,12 @@ def backend_for(x: Tensor, op: str) -> Any:
         if backend is not None and _can_run(backend, op, x):
             return backend
     return _REFERENCE
+
+
+def _load_cpu_backend() -> Any:
+    from dropkit.kernels.cpu import CPUBackend  # imports numba: only on first use
+
+    return CPUBackend()
+
+
+register_lazy_backend("cpu", _load_cpu_backend, device_types=("cpu",))
