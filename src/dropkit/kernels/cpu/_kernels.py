@@ -9,7 +9,7 @@ spec, in order) and selects each output. Every element depends only on its mask 
 split of the work over threads gives the same bits.
 
 Storage: numba has neither ``bfloat16`` nor ``float16``, so those tensors travel as ``uint16``
-(bfloat16) and ``int16`` (float16) arrays; :func:`_load` and :func:`_store` convert with the
+(bfloat16) and ``int16`` (float16) arrays; :func:`_load` and :func:`_to_storage` convert with the
 same rounding as PyTorch (bfloat16: round to nearest even on the bit pattern, as ``c10`` does;
 float16: LLVM's ``fptrunc``, IEEE round to nearest even).
 """
@@ -70,56 +70,60 @@ def _half_bits_from_float32(typingctx: Any, value: Any) -> Any:
     return types.int16(types.float32), codegen
 
 
-def _load(array: Any, index: Any) -> Any:  # pragma: no cover - replaced by the overload
+def _load(stored: Any) -> Any:  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
-def _store(array: Any, index: Any, value: Any) -> None:  # pragma: no cover - overloaded
+def _to_storage(value: Any, like: Any) -> Any:  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
-@overload(_load)
-def _load_overload(array: Any, index: Any) -> Any:
-    if array.dtype == types.uint16:  # bfloat16 bits: the high half of a float32
+@overload(_load, inline="always")
+def _load_overload(stored: Any) -> Any:
+    """A stored element in compute precision (float32, or float64 for float64 storage)."""
+    if stored == types.uint16:  # bfloat16 bits: the high half of a float32
 
-        def load_bfloat16(array: Any, index: Any) -> Any:
-            return _float32_from_bits(np.uint32(array[index]) << np.uint32(16))
+        def load_bfloat16(stored: Any) -> Any:
+            return _float32_from_bits(np.uint32(stored) << np.uint32(16))
 
         return load_bfloat16
-    if array.dtype == types.int16:  # float16 bits
+    if stored == types.int16:  # float16 bits
 
-        def load_float16(array: Any, index: Any) -> Any:
-            return _float32_from_half_bits(array[index])
+        def load_float16(stored: Any) -> Any:
+            return _float32_from_half_bits(stored)
 
         return load_float16
 
-    def load_native(array: Any, index: Any) -> Any:
-        return array[index]
+    def load_native(stored: Any) -> Any:
+        return stored
 
     return load_native
 
 
-@overload(_store)
-def _store_overload(array: Any, index: Any, value: Any) -> Any:
-    if array.dtype == types.uint16:
+@overload(_to_storage, inline="always")
+def _to_storage_overload(value: Any, like: Any) -> Any:
+    """``value`` rounded to the storage type of array ``like``, as PyTorch's ``.to`` rounds."""
+    if like.dtype == types.uint16:
 
-        def store_bfloat16(array: Any, index: Any, value: Any) -> None:
+        def store_bfloat16(value: Any, like: Any) -> Any:
+            # Branch-free (the vectoriser wants straight-line code): a NaN gets its quiet bit
+            # set and its low half cleared, so rounding keeps it a NaN.
             bits = np.uint64(_bits_from_float32(value))
-            rounded = (bits + (((bits >> np.uint64(16)) & np.uint64(1)) + np.uint64(0x7FFF))) >> (
-                np.uint64(16)
-            )
-            array[index] = np.uint16(0x7FC0) if value != value else np.uint16(rounded)
+            nan = np.uint64((bits & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000))
+            bits = (bits | (nan * np.uint64(0x400000))) & ~(nan * np.uint64(0xFFFF))
+            rounding = ((bits >> np.uint64(16)) & np.uint64(1)) + np.uint64(0x7FFF)
+            return np.uint16((bits + rounding) >> np.uint64(16))
 
         return store_bfloat16
-    if array.dtype == types.int16:
+    if like.dtype == types.int16:
 
-        def store_float16(array: Any, index: Any, value: Any) -> None:
-            array[index] = _half_bits_from_float32(value)
+        def store_float16(value: Any, like: Any) -> Any:
+            return _half_bits_from_float32(value)
 
         return store_float16
 
-    def store_native(array: Any, index: Any, value: Any) -> None:
-        array[index] = value
+    def store_native(value: Any, like: Any) -> Any:
+        return value
 
     return store_native
 
@@ -165,14 +169,18 @@ def bernoulli_span(
     b: Any,
     dropped: Any,
     affine: bool,
+    inplace: bool,
 ) -> None:
     """``out[k] = keep ? x[k] * a (+ b if affine) : dropped`` for mask index ``first_index + k``.
 
     ``key`` is ``(k0, k1, step_lo, step_hi)`` as uint64; ``threshold`` a uint16 in [0, 65535].
+    ``inplace`` (``out`` is ``x``) stages each chunk of ``x`` through an L1 buffer: with the
+    two arrays overlapping, LLVM's runtime alias check would otherwise pick the scalar loop.
     """
     n = x.size
     words = np.empty(WORDS_PER_BLOCK * CHUNK_BLOCKS, np.uint32)
     halves = words.view(np.uint16)
+    staged = np.empty(BERNOULLI_PER_BLOCK * CHUNK_BLOCKS if inplace else 0, x.dtype)
     block = first_index // BERNOULLI_PER_BLOCK
     last_block = (first_index + n - 1) // BERNOULLI_PER_BLOCK
     done = 0
@@ -183,15 +191,19 @@ def bernoulli_span(
         count = min(num_blocks * BERNOULLI_PER_BLOCK - start, n - done)
         draws = halves[start : start + count]
         xs = x[done : done + count]
+        if inplace:
+            for k in range(count):
+                staged[k] = xs[k]
+            xs = staged[:count]
         outs = out[done : done + count]
         if affine:
             for k in range(count):
-                kept = _load(xs, k) * a + b
-                _store(outs, k, kept if draws[k] >= threshold else dropped)
+                kept = _load(xs[k]) * a + b
+                outs[k] = _to_storage(kept if draws[k] >= threshold else dropped, outs)
         else:
             for k in range(count):
-                kept = _load(xs, k) * a
-                _store(outs, k, kept if draws[k] >= threshold else dropped)
+                kept = _load(xs[k]) * a
+                outs[k] = _to_storage(kept if draws[k] >= threshold else dropped, outs)
         done += count
         block += num_blocks
 
@@ -207,6 +219,7 @@ def bernoulli(
     b: Any,
     dropped: Any,
     affine: bool,
+    inplace: bool,
     parts: int,
 ) -> None:
     """:func:`bernoulli_span` over flat ``x``, split into ``parts`` contiguous pieces run in
@@ -216,7 +229,9 @@ def bernoulli(
         lo = part * n // parts
         hi = (part + 1) * n // parts
         if hi > lo:
-            bernoulli_span(x[lo:hi], out[lo:hi], offset + lo, key, threshold, a, b, dropped, affine)
+            bernoulli_span(
+                x[lo:hi], out[lo:hi], offset + lo, key, threshold, a, b, dropped, affine, inplace
+            )
 
 
 @njit(**_JIT)

@@ -138,7 +138,8 @@ class CPUBackend(ReferenceBackend):
     ) -> None:
         source, target = _flat_array(x), _flat_array(out)
         limit = np.uint16(threshold)
-        args = (key, limit, a, b, dropped, affine)
+        inplace = x.data_ptr() == out.data_ptr()
+        args = (key, limit, a, b, dropped, affine, inplace)
         self._parallel(
             x.numel(),
             lambda: _kernels.bernoulli_span(source, target, offset, *args),
