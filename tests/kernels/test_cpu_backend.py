@@ -202,9 +202,9 @@ def test_out_bad_arguments():
     x = torch.randn(8)
     with pytest.raises(ValueError, match="out must have the input's shape"):
         F.dropout(x, 0.5, seed=1, out=torch.empty(9))
-    with pytest.raises(ValueError, match="out and inplace=True cannot be combined"):
+    with pytest.raises(ValueError, match="out and inplace=True cannot"):
         F.dropout(x, 0.5, seed=1, out=torch.empty(8), inplace=True)
-    with pytest.raises(TypeError, match="out must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"out must be a torch\.Tensor"):
         F.dropout(x, 0.5, seed=1, out=[0.0])
     with pytest.raises(RuntimeError, match="don't support automatic differentiation"):
         F.dropout(x.requires_grad_(True), 0.5, seed=1, out=torch.empty(8))

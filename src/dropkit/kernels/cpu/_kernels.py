@@ -84,13 +84,13 @@ def _load_overload(stored: Any) -> Any:
     if stored == types.uint16:  # bfloat16 bits: the high half of a float32
 
         def load_bfloat16(stored: Any) -> Any:
-            return _float32_from_bits(np.uint32(stored) << np.uint32(16))
+            return _float32_from_bits(np.uint32(stored) << np.uint32(16))  # type: ignore[call-arg]
 
         return load_bfloat16
     if stored == types.int16:  # float16 bits
 
         def load_float16(stored: Any) -> Any:
-            return _float32_from_half_bits(stored)
+            return _float32_from_half_bits(stored)  # type: ignore[call-arg]
 
         return load_float16
 
@@ -108,7 +108,7 @@ def _to_storage_overload(value: Any, like: Any) -> Any:
         def store_bfloat16(value: Any, like: Any) -> Any:
             # Branch-free (the vectoriser wants straight-line code): a NaN gets its quiet bit
             # set and its low half cleared, so rounding keeps it a NaN.
-            bits = np.uint64(_bits_from_float32(value))
+            bits = np.uint64(_bits_from_float32(value))  # type: ignore[call-arg]
             nan = np.uint64((bits & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000))
             bits = (bits | (nan * np.uint64(0x400000))) & ~(nan * np.uint64(0xFFFF))
             rounding = ((bits >> np.uint64(16)) & np.uint64(1)) + np.uint64(0x7FFF)
@@ -118,7 +118,7 @@ def _to_storage_overload(value: Any, like: Any) -> Any:
     if like.dtype == types.int16:
 
         def store_float16(value: Any, like: Any) -> Any:
-            return _half_bits_from_float32(value)
+            return _half_bits_from_float32(value)  # type: ignore[call-arg]
 
         return store_float16
 
@@ -297,6 +297,6 @@ def words(out: Any, first_block: int, key: Any, parts: int) -> None:
 
 def set_threads(count: int) -> int:
     """Use ``count`` numba threads (clamped to the pool size); returns the count used."""
-    count = max(1, min(count, numba.config.NUMBA_NUM_THREADS))
+    count = max(1, min(count, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     numba.set_num_threads(count)
     return count

@@ -18,6 +18,7 @@ If a kernel fails to compile, the backend warns once and runs the reference from
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import warnings
@@ -47,8 +48,8 @@ PARALLEL_MIN_NUMEL = 1 << 16
 #: OpenMP pool beside numba's): 2^22 elements took 2.3-4.1 ms with "workqueue" and 16-20 ms
 #: with "omp", whose spinning threads fight PyTorch's own for the same cores.
 PREFERRED_THREADING_LAYER = "workqueue"
-if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
-    numba.config.THREADING_LAYER = PREFERRED_THREADING_LAYER
+if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":  # type: ignore[attr-defined]
+    numba.config.THREADING_LAYER = PREFERRED_THREADING_LAYER  # type: ignore[attr-defined]
 
 _STORAGE = {
     torch.float32: np.float32,
@@ -57,6 +58,8 @@ _STORAGE = {
     torch.float16: np.int16,
 }
 _Result = TypeVar("_Result")
+# (threshold tensor, compute dtype) -> (a, b, dropped) for out = keep ? x * a (+ b) : dropped
+_Constants = Callable[[Tensor, torch.dtype], tuple[Any, Any, Any]]
 
 
 def _flat_array(t: Tensor) -> np.ndarray:
@@ -114,7 +117,9 @@ class CPUBackend(ReferenceBackend):
             )
             return fallback()
 
-    def _parallel(self, numel: int, serial: Callable[[], None], parallel: Callable[[int], None]) -> None:
+    def _parallel(
+        self, numel: int, serial: Callable[[], None], parallel: Callable[[int], None]
+    ) -> None:
         threads = torch.get_num_threads()
         if numel < PARALLEL_MIN_NUMEL or threads == 1:
             serial()
@@ -124,45 +129,65 @@ class CPUBackend(ReferenceBackend):
 
     @staticmethod
     def _fused(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> bool:
-        """Whether the fused single pass applies: dense row-major tensors and a full mask."""
+        """Whether the fused single pass applies: dense row-major tensors, a full mask, and
+        ``out`` either ``x`` itself or disjoint from it."""
+        if not (x.is_contiguous() and out.is_contiguous() and x.numel() > 0):
+            return False
+        if list(mask_shape) != list(x.shape):
+            return False
+        x_start, out_start = x.data_ptr(), out.data_ptr()
+        nbytes = x.numel() * x.element_size()
         return (
-            x.is_contiguous()
-            and out.is_contiguous()
-            and list(mask_shape) == list(x.shape)
-            and x.numel() > 0
+            x_start == out_start or x_start + nbytes <= out_start or out_start + nbytes <= x_start
         )
 
     def _bernoulli(
         self,
         x: Tensor,
         out: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
         offset: int,
-        key: np.ndarray,
-        threshold: int,
-        a: Any,
-        b: Any,
-        dropped: Any,
+        mask_shape: Sequence[int],
+        constants: Callable[
+            [Tensor, torch.dtype], tuple[Tensor | float, Tensor | float, Tensor | float]
+        ],
         affine: bool,
-    ) -> None:
-        source, target = _flat_array(x), _flat_array(out)
-        limit = np.uint16(threshold)
-        inplace = x.data_ptr() == out.data_ptr()
-        args = (key, limit, a, b, dropped, affine, inplace)
-        self._parallel(
-            x.numel(),
-            lambda: _kernels.bernoulli_span(source, target, offset, *args),
-            lambda parts: _kernels.bernoulli(source, target, offset, *args, parts),
+        reference: Callable[[], Tensor],
+    ) -> Tensor:
+        """``out = keep ? x * a (+ b) : dropped`` with ``(a, b, dropped) = constants(t, dtype)``
+        in one fused pass where :meth:`_fused` allows, else ``reference()``."""
+        threshold = int(rng.threshold_tensor(rate))
+        if not self._fused(x, out, mask_shape) or threshold >= rng.THRESHOLD_ONE:
+            return reference()
+        a, b, dropped = (
+            _scalar(c, x.dtype) for c in constants(torch.tensor(threshold), compute_dtype(x.dtype))
         )
+        source, target = _flat_array(x), _flat_array(out)
+        inplace = x.data_ptr() == out.data_ptr()
+        args = (_philox_key(seed, step), np.uint16(threshold), a, b, dropped, affine, inplace)
+
+        def fast() -> Tensor:
+            self._parallel(
+                x.numel(),
+                lambda: _kernels.bernoulli_span(source, target, offset, *args),
+                lambda parts: _kernels.bernoulli(source, target, offset, *args, parts),
+            )
+            return out
+
+        return self._guarded(fast, reference)
 
     # -- the Bernoulli family -----------------------------------------------------------------
 
-    def keep(
+    def keep(  # type: ignore[override]  # an instance method: it needs the backend's state
         self, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
     ) -> Tensor:
+        """The boolean keep mask of ``mask_shape`` (used where the fused pass does not apply)."""
         threshold = int(rng.threshold_tensor(rate))
         mask = torch.empty(tuple(mask_shape), dtype=torch.bool)
         if threshold >= rng.THRESHOLD_ONE or mask.numel() == 0:
-            return mask.fill_(threshold == 0)
+            return mask.fill_(False)
         target = mask.view(-1).numpy()
         key, limit = _philox_key(seed, step), np.uint16(threshold)
 
@@ -174,7 +199,9 @@ class CPUBackend(ReferenceBackend):
             )
             return mask
 
-        return self._guarded(fast, lambda: super(CPUBackend, self).keep(rate, seed, step, offset, mask_shape))
+        return self._guarded(
+            fast, lambda: ReferenceBackend.keep(rate, seed, step, offset, mask_shape)
+        )
 
     def dropout(
         self,
@@ -199,21 +226,15 @@ class CPUBackend(ReferenceBackend):
         scale: bool,
         out: Tensor,
     ) -> Tensor:
-        threshold = int(rng.threshold_tensor(rate))
-        reference = super()
-        if not self._fused(x, out, mask_shape) or threshold >= rng.THRESHOLD_ONE:
-            return reference.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
-        cd = compute_dtype(x.dtype)
-        factor = dropout_scale(torch.tensor(threshold), cd) if scale else 1.0
-        zero = _scalar(0.0, x.dtype)
+        def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+            return (dropout_scale(threshold, dtype) if scale else 1.0, 0.0, 0.0)
 
-        def fast() -> Tensor:
-            key = _philox_key(seed, step)
-            self._bernoulli(x, out, offset, key, threshold, _scalar(factor, x.dtype), zero, zero, False)
-            return out
+        def reference() -> Tensor:
+            args = (x, rate, seed, step, offset, mask_shape, scale, out)
+            return ReferenceBackend.dropout_out(self, *args)
 
-        return self._guarded(
-            fast, lambda: reference.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+        return self._bernoulli(
+            x, out, rate, seed, step, offset, mask_shape, constants, False, reference
         )
 
     def alpha_dropout(
@@ -225,21 +246,12 @@ class CPUBackend(ReferenceBackend):
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
-        threshold = int(rng.threshold_tensor(rate))
+        def reference() -> Tensor:
+            return ReferenceBackend.alpha_dropout(self, x, rate, seed, step, offset, mask_shape)
+
         out = torch.empty_like(x)
-        reference = super()
-        if not self._fused(x, out, mask_shape) or threshold >= rng.THRESHOLD_ONE:
-            return reference.alpha_dropout(x, rate, seed, step, offset, mask_shape)
-        a, b, dropped = alpha_constants(torch.tensor(threshold), compute_dtype(x.dtype))
-
-        def fast() -> Tensor:
-            key = _philox_key(seed, step)
-            constants = (_scalar(v, x.dtype) for v in (a, b, dropped))
-            self._bernoulli(x, out, offset, key, threshold, *constants, True)
-            return out
-
-        return self._guarded(
-            fast, lambda: reference.alpha_dropout(x, rate, seed, step, offset, mask_shape)
+        return self._bernoulli(
+            x, out, rate, seed, step, offset, mask_shape, alpha_constants, True, reference
         )
 
     def alpha_dropout_backward(
@@ -251,30 +263,28 @@ class CPUBackend(ReferenceBackend):
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
-        threshold = int(rng.threshold_tensor(rate))
+        def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+            return (alpha_constants(threshold, dtype)[0], 0.0, 0.0)
+
+        def reference() -> Tensor:
+            args = (grad, rate, seed, step, offset, mask_shape)
+            return ReferenceBackend.alpha_dropout_backward(self, *args)
+
         out = torch.empty_like(grad)
-        reference = super()
-        if not self._fused(grad, out, mask_shape) or threshold >= rng.THRESHOLD_ONE:
-            return reference.alpha_dropout_backward(grad, rate, seed, step, offset, mask_shape)
-        a, _, _ = alpha_constants(torch.tensor(threshold), compute_dtype(grad.dtype))
-        zero = _scalar(0.0, grad.dtype)
-
-        def fast() -> Tensor:
-            key = _philox_key(seed, step)
-            self._bernoulli(grad, out, offset, key, threshold, _scalar(a, grad.dtype), zero, zero, False)
-            return out
-
-        return self._guarded(
-            fast,
-            lambda: reference.alpha_dropout_backward(grad, rate, seed, step, offset, mask_shape),
+        return self._bernoulli(
+            grad, out, rate, seed, step, offset, mask_shape, constants, False, reference
         )
 
     # -- uniform words (Gaussian dropout) --------------------------------------------------------
 
-    def normal(self, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]) -> Tensor:
-        numel = int(np.prod(mask_shape, dtype=np.int64))
+    def normal(  # type: ignore[override]  # an instance method: it needs the backend's state
+        self, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
+    ) -> Tensor:
+        """Float32 standard normals of ``mask_shape``: Philox words from the kernel, Box-Muller
+        from :func:`dropkit.rng.words_to_normal` (so bit-identical to the reference)."""
+        numel = math.prod(mask_shape)
         if numel == 0:
-            return super().normal(seed, step, offset, mask_shape)
+            return ReferenceBackend.normal(seed, step, offset, mask_shape)
         first_block = offset // rng.WORDS_PER_BLOCK
         last_block = (offset + numel - 1) // rng.WORDS_PER_BLOCK
         num_blocks = last_block - first_block + 1
@@ -292,4 +302,4 @@ class CPUBackend(ReferenceBackend):
             normals = rng.words_to_normal(blocks).view(-1)[start : start + numel]
             return normals.reshape(tuple(mask_shape))
 
-        return self._guarded(fast, lambda: super(CPUBackend, self).normal(seed, step, offset, mask_shape))
+        return self._guarded(fast, lambda: ReferenceBackend.normal(seed, step, offset, mask_shape))
