@@ -33,6 +33,8 @@ PHILOX_W1 = np.uint64(0xBB67AE85)
 #: Philox blocks per chunk: 512 blocks = 4096 Bernoulli draws, an 8 KiB scratch buffer.
 CHUNK_BLOCKS = 512
 BERNOULLI_PER_BLOCK = 8
+# Triton's uint_to_uniform_float scale, as a float32 constant (as dropkit.rng.UNIFORM_SCALE).
+UNIFORM_SCALE = np.float32(4.6566127342e-10)
 WORDS_PER_BLOCK = 4
 
 _JIT: dict[str, Any] = {"cache": True, "nogil": True, "boundscheck": False, "fastmath": False}
@@ -268,31 +270,31 @@ def keep(out: Any, offset: int, key: Any, threshold: Any, parts: int) -> None:
 
 
 @njit(**_JIT)
-def words_span(out: Any, first_block: int, key: Any) -> None:
-    """Philox words of blocks ``first_block ..`` into ``out`` (uint32, 4 per block)."""
+def uniforms_span(out: Any, first_block: int, key: Any) -> None:
+    """Float32 uniforms of the words of blocks ``first_block ..`` into ``out`` (4 per block),
+    converted as Triton's ``uint_to_uniform_float`` (and :func:`dropkit.rng.words_to_uniform`).
+    """
     num_blocks = out.size // WORDS_PER_BLOCK
+    words = np.empty(WORDS_PER_BLOCK * CHUNK_BLOCKS, np.uint32)
     for chunk in range(0, num_blocks, CHUNK_BLOCKS):
         count = min(CHUNK_BLOCKS, num_blocks - chunk)
-        _philox_blocks(
-            out[WORDS_PER_BLOCK * chunk :],
-            np.uint64(first_block + chunk),
-            count,
-            key[0],
-            key[1],
-            key[2],
-            key[3],
-        )
+        _philox_blocks(words, np.uint64(first_block + chunk), count, key[0], key[1], key[2], key[3])
+        outs = out[WORDS_PER_BLOCK * chunk : WORDS_PER_BLOCK * (chunk + count)]
+        for k in range(WORDS_PER_BLOCK * count):
+            signed = np.int64(np.int32(words[k]))
+            folded = -signed - 1 if signed < 0 else signed
+            outs[k] = np.float32(folded) * UNIFORM_SCALE
 
 
 @njit(parallel=True, **_JIT)
-def words(out: Any, first_block: int, key: Any, parts: int) -> None:
-    """:func:`words_span` in ``parts`` parallel pieces (split on block boundaries)."""
+def uniforms(out: Any, first_block: int, key: Any, parts: int) -> None:
+    """:func:`uniforms_span` in ``parts`` parallel pieces (split on block boundaries)."""
     num_blocks = out.size // WORDS_PER_BLOCK
     for part in prange(parts):
         lo = part * num_blocks // parts
         hi = (part + 1) * num_blocks // parts
         if hi > lo:
-            words_span(out[WORDS_PER_BLOCK * lo : WORDS_PER_BLOCK * hi], first_block + lo, key)
+            uniforms_span(out[WORDS_PER_BLOCK * lo : WORDS_PER_BLOCK * hi], first_block + lo, key)
 
 
 def set_threads(count: int) -> int:

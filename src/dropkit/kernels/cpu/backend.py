@@ -10,8 +10,8 @@ helpers, so the float arithmetic is the reference's, operation for operation.
 * Any other layout or ``noise_shape`` (channels_last, strided, spatial, locked): the boolean keep
   mask (of the mask's size: one byte per mask element, freed before returning) comes from the
   kernel, the select from the reference's PyTorch code.
-* Gaussian dropout: the Philox words from the kernel, Box-Muller from the reference's PyTorch
-  code, so its normals are bit-identical too.
+* Gaussian dropout: the uniforms from the kernel, Box-Muller from the reference's PyTorch code
+  (:func:`dropkit.rng.uniforms_to_normal`), so its normals are bit-identical too.
 
 If a kernel fails to compile, the backend warns once and runs the reference from then on.
 """
@@ -280,26 +280,26 @@ class CPUBackend(ReferenceBackend):
     def normal(  # type: ignore[override]  # an instance method: it needs the backend's state
         self, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
     ) -> Tensor:
-        """Float32 standard normals of ``mask_shape``: Philox words from the kernel, Box-Muller
-        from :func:`dropkit.rng.words_to_normal` (so bit-identical to the reference)."""
+        """Float32 standard normals of ``mask_shape``: uniforms from the kernel, Box-Muller from
+        :func:`dropkit.rng.uniforms_to_normal` (so bit-identical to the reference)."""
         numel = math.prod(mask_shape)
         if numel == 0:
             return ReferenceBackend.normal(seed, step, offset, mask_shape)
         first_block = offset // rng.WORDS_PER_BLOCK
         last_block = (offset + numel - 1) // rng.WORDS_PER_BLOCK
         num_blocks = last_block - first_block + 1
-        words = np.empty(num_blocks * rng.WORDS_PER_BLOCK, dtype=np.uint32)
+        uniforms = torch.empty(num_blocks, rng.WORDS_PER_BLOCK, dtype=torch.float32)
+        target = uniforms.view(-1).numpy()
         key = _philox_key(seed, step)
 
         def fast() -> Tensor:
             self._parallel(
                 numel,
-                lambda: _kernels.words_span(words, first_block, key),
-                lambda parts: _kernels.words(words, first_block, key, parts),
+                lambda: _kernels.uniforms_span(target, first_block, key),
+                lambda parts: _kernels.uniforms(target, first_block, key, parts),
             )
-            blocks = torch.from_numpy(words.astype(np.int64)).view(num_blocks, rng.WORDS_PER_BLOCK)
             start = offset - first_block * rng.WORDS_PER_BLOCK
-            normals = rng.words_to_normal(blocks).view(-1)[start : start + numel]
+            normals = rng.uniforms_to_normal(uniforms).view(-1)[start : start + numel]
             return normals.reshape(tuple(mask_shape))
 
         return self._guarded(fast, lambda: ReferenceBackend.normal(seed, step, offset, mask_shape))
