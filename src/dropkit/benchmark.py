@@ -324,14 +324,13 @@ def _round_robin(
 
 
 def _dropout_providers(
-    x: Tensor, rate: float, steps: Callable[[], int]
+    x: Tensor, rate: float, steps: Callable[[], int], compiled: Callable[..., Tensor]
 ) -> tuple[dict[str, OpFn], dict[str, Callable[[], object]]]:
     """Differentiable providers (timed fwd and fwd+bwd) and forward-only ones."""
-    compiled = torch.compile(lambda t: torch_functional.dropout(t, rate, training=True))
     differentiable: dict[str, OpFn] = {
         "dropkit": lambda t: F.dropout(t, rate, seed=1, step=steps()),
         "torch": lambda t: torch_functional.dropout(t, rate, training=True),
-        "torch.compile": compiled,
+        "torch.compile": lambda t: compiled(t, rate, training=True),
         "x*2.0": lambda t: t * 2.0,
     }
     out = torch.empty_like(x)
@@ -365,6 +364,8 @@ def run_dropout_benchmarks(
     thread_counts = [torch.get_num_threads()] if threads is None else list(threads)
     previous_threads = torch.get_num_threads()
     steps = _step_counter()
+    # One compiled function for the whole run: it recompiles for a new dtype or rate only.
+    compiled = torch.compile(torch_functional.dropout)
     results: list[BenchResult] = []
     try:
         for thread_count in thread_counts:
@@ -379,7 +380,7 @@ def run_dropout_benchmarks(
                             )
                         results.extend(
                             _dropout_cell(
-                                numel, dtype, thread_count, rate, device, steps,
+                                numel, dtype, thread_count, rate, device, steps, compiled,
                                 min_time_s=min_time_s, min_repeats=min_repeats,
                                 max_repeats=max_repeats,
                             )
@@ -396,6 +397,7 @@ def _dropout_cell(
     rate: float,
     device: torch.device,
     steps: Callable[[], int],
+    compiled: Callable[..., Tensor],
     *,
     min_time_s: float,
     min_repeats: int,
@@ -403,7 +405,7 @@ def _dropout_cell(
 ) -> list[BenchResult]:
     x = torch.randn(numel, device=device).to(dtype)
     grad = torch.ones_like(x)
-    differentiable, forward_only = _dropout_providers(x, rate, steps)
+    differentiable, forward_only = _dropout_providers(x, rate, steps, compiled)
     calls: dict[tuple[str, str], Callable[[], object]] = {}
     for provider, fn in differentiable.items():
         leaf = x.detach().requires_grad_(provider != "x*2.0")
