@@ -269,3 +269,24 @@ def test_partially_overlapping_out_reads_the_input_before_writing():
     # reference path, whose select reads a scaled copy of the input.
     F.dropout(storage[:100], 0.5, seed=1, out=storage[50:150])
     assert_bit_equal(storage[50:150], expected)
+
+
+def test_concurrent_python_threads_get_the_same_bits():
+    # numba's workqueue pool is not re-entrant: the backend serialises threaded launches.
+    import threading
+
+    torch.set_num_threads(2)
+    x = torch.randn(2 * PARALLEL_MIN_NUMEL + 1)
+    expected = F.dropout(x, 0.3, seed=1)
+    results: list[bool] = []
+
+    def worker() -> None:
+        for _ in range(10):
+            results.append(torch.equal(F.dropout(x, 0.3, seed=1), expected))
+
+    workers = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert len(results) == 40 and all(results)
