@@ -196,3 +196,12 @@ def _load_triton_backend() -> Any:
 
 
 register_lazy_backend("triton", _load_triton_backend, device_types=("cuda",))
+
+
+def _load_cpu_backend() -> Any:
+    from dropkit.kernels.cpu import CPUBackend  # imports numba: only on first use
+
+    return CPUBackend()
+
+
+register_lazy_backend("cpu", _load_cpu_backend, device_types=("cpu",))

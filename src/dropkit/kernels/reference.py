@@ -123,6 +123,10 @@ class ReferenceBackend:
         )
         return (halves >= limit).reshape(tuple(mask_shape))
 
+    @staticmethod
+    def normal(seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]) -> Tensor:
+        return rng.normal(mask_shape, seed=seed, step=step, offset=offset, device=seed.device)
+
     def dropout(
         self,
         x: Tensor,
@@ -133,8 +137,21 @@ class ReferenceBackend:
         mask_shape: Sequence[int],
         scale: bool,
     ) -> Tensor:
+        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, torch.empty_like(x))
+
+    def dropout_out(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        scale: bool,
+        out: Tensor,
+    ) -> Tensor:
+        """:meth:`dropout` written into ``out`` (which may be ``x`` itself); returns ``out``."""
         keep = _broadcast_mask(self.keep(rate, seed, step, offset, mask_shape), x)
-        out = torch.empty_like(x)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         if scale:
             cd = compute_dtype(x.dtype)
@@ -186,7 +203,7 @@ class ReferenceBackend:
         mask_shape: Sequence[int],
     ) -> Tensor:
         cd = compute_dtype(x.dtype)
-        noise = rng.normal(mask_shape, seed=seed, step=step, offset=offset, device=seed.device)
+        noise = self.normal(seed, step, offset, mask_shape)
         factor = 1.0 + gaussian_std(rate, cd) * noise.to(cd)
         return torch.empty_like(x).copy_(x.to(cd) * factor)
 
