@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "search", help="Optuna search over techniques and per-layer rates (resumable)"
     )
     _add_training_options(search, epochs=30)
+    search.set_defaults(models=["cnn"])
     search.add_argument("--techniques", nargs="+", default=["none", "dropout", "gaussian"])
     search.add_argument("--sampler", choices=["tpe", "grid"], default="tpe")
     search.add_argument("--trials", type=_positive_int, default=20,
