@@ -57,7 +57,9 @@ def _rate(text: str) -> float:
     try:
         value = float(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"rate must be a number in [0, 1), got {text!r}") from error
+        raise argparse.ArgumentTypeError(
+            f"rate must be a number in [0, 1), got {text!r}"
+        ) from error
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"rate must be in [0, 1), got {value:g}")
     return value
@@ -137,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--jobs", type=_positive_int, default=None,
                          help="worker processes (default: the usable cores)")  # fmt: skip
     compare.add_argument("--out", type=Path, default=Path("runs/compare"),
-                         help="run directory: runs.sqlite (resumable), report.html, PNGs")  # fmt: skip
+                         help="run directory: runs.sqlite (resumable), report, PNGs")  # fmt: skip
     compare.set_defaults(handler=_compare)
 
     search = commands.add_parser(

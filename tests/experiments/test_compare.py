@@ -66,7 +66,10 @@ def test_tiny_compare_end_to_end(tmp_path, capsys):
     assert main(argv) == 0
     rows = _rows(out / "runs.sqlite")
     assert len(rows) == 4 and {(r[1], r[2]) for r in rows} == {
-        ("none", 0), ("none", 1), ("dropout", 0), ("dropout", 1)
+        ("none", 0),
+        ("none", 1),
+        ("dropout", 0),
+        ("dropout", 1),
     }
     assert all(0.0 <= r[3] <= 1.0 and 0.0 <= r[4] <= 1.0 for r in rows)
     for name in ("curves-mlp.png", "final-mlp.png", "reliability-mlp.png"):
@@ -153,7 +156,10 @@ def test_sigkill_loses_only_the_running_run(tmp_path):
         (["--rates", "1.0"], r"rate must be in \[0, 1\)"),
         (["--rates", "-0.1"], r"rate must be in \[0, 1\)"),
         (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/dir"], "does not exist"),
-        (["--dataset", "fashion-mnist", "--data-dir", "/"], "apt-get install dataset-fashion-mnist"),
+        (
+            ["--dataset", "fashion-mnist", "--data-dir", "/"],
+            "apt-get install dataset-fashion-mnist",
+        ),
         (["--models", "transformer"], "model must be one of"),
         (["--folds", "0"], "expected a positive int"),
     ],
@@ -176,7 +182,10 @@ def test_bad_argument_from_the_command_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     finished = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 2
-    assert finished.stderr.strip() == "dropkit: error: argument --rates: rate must be in [0, 1), got 1.5"
+    assert (
+        finished.stderr.strip()
+        == "dropkit: error: argument --rates: rate must be in [0, 1), got 1.5"
+    )
 
 
 def test_store_ignores_duplicates(tmp_path):
@@ -184,5 +193,7 @@ def test_store_ignores_duplicates(tmp_path):
     config = RunConfig("digits", "mlp", "none", (0.0, 0.0), seed=0)
     store.add(config, {"test_score": 0.5, "curves": {}})
     store.add(config, {"test_score": 0.9, "curves": {}})
-    assert [json.dumps(r) for _, r in store.runs()] == [json.dumps({"test_score": 0.5, "curves": {}})]
+    assert [json.dumps(r) for _, r in store.runs()] == [
+        json.dumps({"test_score": 0.5, "curves": {}})
+    ]
     store.close()

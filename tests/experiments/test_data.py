@@ -76,7 +76,12 @@ def test_fashion_mnist_from_idx_directory(no_network, tmp_path, compress):
 @pytest.mark.skipif(not data.FASHION_MNIST_DIRS[0].is_dir(), reason="dataset-fashion-mnist absent")
 def test_fashion_mnist_debian_package(no_network):
     dataset = data.load_dataset("fashion-mnist")
-    assert dataset.x_train.shape == (60000, 1, 28, 28) and dataset.x_test.shape == (10000, 1, 28, 28)
+    assert dataset.x_train.shape == (60000, 1, 28, 28) and dataset.x_test.shape == (
+        10000,
+        1,
+        28,
+        28,
+    )
 
 
 def test_missing_files_say_how_to_get_them(tmp_path):

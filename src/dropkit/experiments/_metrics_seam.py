@@ -32,7 +32,11 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[s
     count = np.bincount(index, minlength=bins).astype(np.float64)
     conf_sum = np.bincount(index, weights=confidence, minlength=bins)
     correct_sum = np.bincount(index, weights=correct, minlength=bins)
-    return {"count": count.tolist(), "confidence": conf_sum.tolist(), "correct": correct_sum.tolist()}
+    return {
+        "count": count.tolist(),
+        "confidence": conf_sum.tolist(),
+        "correct": correct_sum.tolist(),
+    }
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:

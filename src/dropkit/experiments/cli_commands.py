@@ -16,21 +16,36 @@ __all__ = ["compare_command", "run_compare"]
 
 
 def run_compare(
-    configs: Sequence[RunConfig], out: Path, *, jobs: int, data_dir: str | None,
-    title: str, notes: Sequence[str] = (),
-) -> int:  # fmt: skip
+    configs: Sequence[RunConfig],
+    out: Path,
+    *,
+    jobs: int,
+    data_dir: str | None,
+    title: str,
+    notes: Sequence[str] = (),
+) -> int:
     """Run (resuming) the configs into ``out/runs.sqlite``, print the table, write the report."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)  # fmt: skip
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     store = RunStore(out / "runs.sqlite")
     try:
         start = time.perf_counter()
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[last]}"),
-        ) as progress:  # fmt: skip
+        ) as progress:
             task = progress.add_task("runs", total=None, last="")
 
             def advance(done: int, total: int, config: RunConfig) -> None:
@@ -43,7 +58,9 @@ def run_compare(
     finally:
         store.close()
     report.render_terminal(rows, title)
-    rate_note = f"{ran} runs in {elapsed:.0f} s ({throughput(ran, elapsed):.1f} runs/min, {jobs} jobs)"
+    rate_note = (
+        f"{ran} runs in {elapsed:.0f} s ({throughput(ran, elapsed):.1f} runs/min, {jobs} jobs)"
+    )
     if skipped:
         rate_note += f"; {skipped} finished runs reused from {out / 'runs.sqlite'}"
     path = report.write_report(rows, out, title=title, notes=[*notes, rate_note])
@@ -54,11 +71,19 @@ def run_compare(
 
 def compare_command(args: argparse.Namespace) -> int:
     configs = plan_runs(
-        dataset=args.dataset, models=args.models, techniques=args.techniques, rates=args.rates,
-        seeds=list(range(args.seeds)), folds=args.folds, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        train_sizes=args.train_sizes or [None], data_dir=args.data_dir,
-    )  # fmt: skip
+        dataset=args.dataset,
+        models=args.models,
+        techniques=args.techniques,
+        rates=args.rates,
+        seeds=list(range(args.seeds)),
+        folds=args.folds,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        train_sizes=args.train_sizes or [None],
+        data_dir=args.data_dir,
+    )
     title = f"dropkit compare: {args.dataset}, {args.epochs} epochs, {args.folds} fold(s)"
     jobs = args.jobs or default_jobs()
     return run_compare(configs, args.out, jobs=jobs, data_dir=args.data_dir, title=title)

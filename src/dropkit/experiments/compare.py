@@ -27,11 +27,20 @@ Progress = Callable[[int, int, RunConfig], None]
 
 
 def plan_runs(
-    *, dataset: str, models: Sequence[str], techniques: Sequence[str], rates: Sequence[float],
-    seeds: Sequence[int], folds: int = 1, epochs: int = 20, batch_size: int = 100,
-    lr: float = 1e-2, weight_decay: float = 0.0, train_sizes: Sequence[int | None] = (None,),
+    *,
+    dataset: str,
+    models: Sequence[str],
+    techniques: Sequence[str],
+    rates: Sequence[float],
+    seeds: Sequence[int],
+    folds: int = 1,
+    epochs: int = 20,
+    batch_size: int = 100,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
+    train_sizes: Sequence[int | None] = (None,),
     data_dir: str | Path | None = None,
-) -> list[RunConfig]:  # fmt: skip
+) -> list[RunConfig]:
     """Every run of the grid, validated; techniques that fit no site of a model are skipped
     for that model (``spatial`` needs conv maps, ``locked`` a sequence)."""
     for rate in rates:
@@ -50,13 +59,28 @@ def plan_runs(
                 continue
             technique_rates = rates if technique.uses_rate else [0.0]
             for rate, train_size, seed, fold in (
-                (r, t, s, f) for r in technique_rates for t in train_sizes for s in seeds
+                (r, t, s, f)
+                for r in technique_rates
+                for t in train_sizes
+                for s in seeds
                 for f in range(folds)
-            ):  # fmt: skip
-                configs.append(RunConfig(
-                    dataset, model, technique.name, (float(rate),) * len(sites), seed, fold,
-                    folds, epochs, batch_size, lr, weight_decay, train_size,
-                ))  # fmt: skip
+            ):
+                configs.append(
+                    RunConfig(
+                        dataset,
+                        model,
+                        technique.name,
+                        (float(rate),) * len(sites),
+                        seed,
+                        fold,
+                        folds,
+                        epochs,
+                        batch_size,
+                        lr,
+                        weight_decay,
+                        train_size,
+                    )
+                )
     if not configs:
         raise ValueError(f"no technique of {list(techniques)} applies to models {list(models)}")
     return configs
@@ -78,9 +102,13 @@ def _work(config: RunConfig) -> dict[str, Any]:
 
 
 def run_all(
-    configs: Sequence[RunConfig], store: RunStore, *, jobs: int = 1,
-    data_dir: str | Path | None = None, progress: Progress | None = None,
-) -> tuple[int, int]:  # fmt: skip
+    configs: Sequence[RunConfig],
+    store: RunStore,
+    *,
+    jobs: int = 1,
+    data_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[int, int]:
     """Run every config not yet in ``store``, storing each as soon as it ends.
 
     ``jobs > 1`` runs that many worker processes (spawned, one thread each). Returns
@@ -100,9 +128,11 @@ def run_all(
                 progress(finished, len(pending), config)
         return skipped, finished
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker,
+        max_workers=jobs,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
         initargs=(directory,),
-    ) as pool:  # fmt: skip
+    ) as pool:
         queue = iter(pending)
         running: dict[Future[dict[str, Any]], RunConfig] = {}
         # Keep only `jobs` runs submitted, so a kill loses no more than the runs in flight.
@@ -184,13 +214,30 @@ def summarise(runs: Sequence[tuple[RunConfig, dict[str, Any]]]) -> list[Row]:
         reliability: dict[str, list[float]] = {}
         if "reliability" in all_results[0]:
             for key in all_results[0]["reliability"]:
-                reliability[key] = np.sum([r["reliability"][key] for r in all_results], axis=0).tolist()
-        rows.append(Row(
-            model, technique, rate, train_size, seeds,
-            *([_mean(r.get(metric) for r in results) for results in per_seed]
-              for metric in ("test_score", "val_score", "test_nll", "test_ece", "gap", "wall_s")),
-            curves=curves, reliability=reliability,
-        ))  # fmt: skip
+                reliability[key] = np.sum(
+                    [r["reliability"][key] for r in all_results], axis=0
+                ).tolist()
+        per_metric = {
+            metric: [_mean(r.get(metric) for r in results) for results in per_seed]
+            for metric in ("test_score", "val_score", "test_nll", "test_ece", "gap", "wall_s")
+        }
+        rows.append(
+            Row(
+                model,
+                technique,
+                rate,
+                train_size,
+                seeds,
+                test_score=per_metric["test_score"],
+                val_score=per_metric["val_score"],
+                test_nll=per_metric["test_nll"],
+                test_ece=per_metric["test_ece"],
+                gap=per_metric["gap"],
+                wall_s=per_metric["wall_s"],
+                curves=curves,
+                reliability=reliability,
+            )
+        )
     baselines = {(r.model, r.train_size): r for r in rows if r.technique == "none"}
     for row in rows:
         base = baselines.get((row.model, row.train_size))
@@ -206,7 +253,9 @@ def summarise(runs: Sequence[tuple[RunConfig, dict[str, Any]]]) -> list[Row]:
             row.p_value_t = _finite(stats.ttest_rel(ours, theirs).pvalue)
             row.p_value_wilcoxon = _finite(stats.wilcoxon(ours, theirs).pvalue)
     order = {"none": 0}
-    rows.sort(key=lambda r: (r.model, r.train_size or 0, order.get(r.technique, 1), r.technique, r.rate))
+    rows.sort(
+        key=lambda r: (r.model, r.train_size or 0, order.get(r.technique, 1), r.technique, r.rate)
+    )
     return rows
 
 
@@ -221,4 +270,3 @@ def default_jobs() -> int:
 def throughput(runs: int, seconds: float) -> float:
     """Runs per minute."""
     return runs / seconds * 60.0 if seconds > 0 else math.nan
-

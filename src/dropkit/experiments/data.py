@@ -142,9 +142,14 @@ def _sklearn(name: str) -> Callable[[Path | None], Dataset]:
             return Dataset(name, x_train, y_train[:, 0], x_test, y_test[:, 0], task, 0)
         labels = np.unique(y)
         return Dataset(
-            name, x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64), task,
+            name,
+            x_train,
+            y_train.astype(np.int64),
+            x_test,
+            y_test.astype(np.int64),
+            task,
             len(labels),
-        )  # fmt: skip
+        )
 
     load.__doc__ = f"scikit-learn's bundled ``{name}`` data set, 80/20 split (random_state 0)."
     return load
@@ -232,7 +237,8 @@ def _uci(name: str, data_dir: Path | None) -> Dataset:
         raise DataUnavailableError(
             f"uci-{name} needs --data-dir DIR holding the UCI files (got {data_dir})"
         )
-    return uci.load_dataset(name, data_dir)  # type: ignore[no-any-return]
+    loaded: Dataset = uci.load_dataset(name, data_dir)
+    return loaded
 
 
 #: Loader of each named data set.

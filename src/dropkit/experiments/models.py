@@ -7,6 +7,8 @@ Every model names its dropout sites ``drop1``, ``drop2``, ... (attributes of the
 from __future__ import annotations
 
 import fnmatch
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -28,7 +30,9 @@ class DropoutSites(nn.Module):
 
     def _add_sites(self, kinds: list[str], technique: Technique, rates: Sequence[float]) -> None:
         if len(rates) != len(kinds):
-            raise ValueError(f"rates must have {len(kinds)} entries (one per site), got {len(rates)}")
+            raise ValueError(
+                f"rates must have {len(kinds)} entries (one per site), got {len(rates)}"
+            )
         self.site_kinds = kinds
         for index, (kind, rate) in enumerate(zip(kinds, rates, strict=True), start=1):
             usable = technique.uses_rate and kind in technique.site_kinds
@@ -43,11 +47,17 @@ class MLP(DropoutSites):
     """``Linear -> ReLU -> dropout`` per hidden layer, then a linear head (Greydanus 2020's MLP
     with the default ``hidden=(100, 100)``)."""
 
-    def __init__(self, in_features: int, outputs: int, technique: Technique,
-                 rates: Sequence[float], hidden: Sequence[int] = (100, 100)) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        outputs: int,
+        technique: Technique,
+        rates: Sequence[float],
+        hidden: Sequence[int] = (100, 100),
+    ) -> None:
         super().__init__()
         widths = [in_features, *hidden]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:], strict=False))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self.head = nn.Linear(widths[-1], outputs)
         self._add_sites(["dense"] * len(hidden), technique, rates)
 
@@ -61,16 +71,24 @@ class MLP(DropoutSites):
 class CNN1d(DropoutSites):
     """Greydanus 2020's ConvBase: three ``Conv1d(stride 2) -> ReLU -> dropout``, a linear head."""
 
-    def __init__(self, length: int, outputs: int, technique: Technique, rates: Sequence[float],
-                 channels: int = 25) -> None:  # fmt: skip
+    def __init__(
+        self,
+        length: int,
+        outputs: int,
+        technique: Technique,
+        rates: Sequence[float],
+        channels: int = 25,
+    ) -> None:
         super().__init__()
-        self.convs = nn.ModuleList([
-            nn.Conv1d(1, channels, 5, stride=2, padding=1),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1),
-        ])  # fmt: skip
-        for conv in self.convs:
-            length = (length + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv1d(1, channels, 5, stride=2, padding=1),
+                nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+                nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+            ]
+        )
+        for kernel in (5, 3, 3):  # stride 2, padding 1
+            length = (length + 2 - kernel) // 2 + 1
         self.head = nn.Linear(channels * length, outputs)
         self._add_sites(["conv1d"] * 3, technique, rates)
 
@@ -85,15 +103,23 @@ class CNN2d(DropoutSites):
     """Two ``Conv2d(3x3) -> ReLU -> MaxPool(2) -> dropout`` blocks, ``Linear -> ReLU ->
     dropout``, a linear head."""
 
-    def __init__(self, shape: Sequence[int], outputs: int, technique: Technique,
-                 rates: Sequence[float], channels: Sequence[int] = (16, 32),
-                 hidden: int = 128) -> None:  # fmt: skip
+    def __init__(
+        self,
+        shape: Sequence[int],
+        outputs: int,
+        technique: Technique,
+        rates: Sequence[float],
+        channels: Sequence[int] = (16, 32),
+        hidden: int = 128,
+    ) -> None:
         super().__init__()
         in_channels, height, width = shape
-        self.convs = nn.ModuleList([
-            nn.Conv2d(in_channels, channels[0], 3, padding=1),
-            nn.Conv2d(channels[0], channels[1], 3, padding=1),
-        ])  # fmt: skip
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv2d(in_channels, channels[0], 3, padding=1),
+                nn.Conv2d(channels[0], channels[1], 3, padding=1),
+            ]
+        )
         flat = channels[1] * (height // 4) * (width // 4)
         self.fc = nn.Linear(flat, hidden)
         self.head = nn.Linear(hidden, outputs)
@@ -110,8 +136,14 @@ class GRUClassifier(DropoutSites):
     (a dense site). Input ``(N, T, F)``; a 1-D signal ``(N, L)`` is ``T = L, F = 1``; an image
     ``(N, C, H, W)`` is read row by row."""
 
-    def __init__(self, features: int, outputs: int, technique: Technique,
-                 rates: Sequence[float], hidden: int = 64) -> None:  # fmt: skip
+    def __init__(
+        self,
+        features: int,
+        outputs: int,
+        technique: Technique,
+        rates: Sequence[float],
+        hidden: int = 64,
+    ) -> None:
         super().__init__()
         self.gru1 = nn.GRU(features, hidden, batch_first=True)
         self.gru2 = nn.GRU(hidden, hidden, batch_first=True)
@@ -129,9 +161,12 @@ class GRUClassifier(DropoutSites):
 
 
 def build_model(
-    name: str, input_shape: Sequence[int], outputs: int, technique: Technique,
+    name: str,
+    input_shape: Sequence[int],
+    outputs: int,
+    technique: Technique,
     rates: float | Sequence[float] = 0.0,
-) -> DropoutSites:  # fmt: skip
+) -> DropoutSites:
     """Build model ``name`` (``mlp``, ``cnn`` or ``gru``) for inputs of ``input_shape``.
 
     ``cnn`` is 1-D for ``(L,)`` inputs and 2-D for ``(C, H, W)`` images. ``rates`` is one rate
@@ -143,7 +178,7 @@ def build_model(
         check_p(rate, f"rate of drop{index}", allow_one=False)
     shape = tuple(input_shape)
     if name == "mlp":
-        return MLP(int(torch.tensor(shape).prod()), outputs, technique, per_site)
+        return MLP(math.prod(shape), outputs, technique, per_site)
     if name == "cnn":
         if len(shape) == 1:
             return CNN1d(shape[0], outputs, technique, per_site)

@@ -14,8 +14,22 @@ from dropkit.experiments.compare import Row
 
 __all__ = ["format_cell", "render_terminal", "table_rows", "write_report"]
 
-COLUMNS = ("model", "technique", "rate", "train size", "seeds", "test score", "Δ vs none",
-           "p (t-test)", "p (Wilcoxon)", "val score", "test NLL", "ECE", "gap", "s / run")  # fmt: skip
+COLUMNS = (
+    "model",
+    "technique",
+    "rate",
+    "train size",
+    "seeds",
+    "test score",
+    "Δ vs none",
+    "p (t-test)",
+    "p (Wilcoxon)",
+    "val score",
+    "test NLL",
+    "ECE",
+    "gap",
+    "s / run",
+)
 
 
 #: Columns left out of the terminal table (the HTML report has them all).
@@ -40,15 +54,26 @@ def table_rows(rows: Sequence[Row]) -> list[list[str]]:
     table = []
     for row in rows:
         percent = bool(row.reliability)  # classification: accuracy shown in %
-        table.append([
-            row.model, row.technique, f"{row.rate:g}", "all" if row.train_size is None else str(row.train_size),
-            str(len(row.seeds)), format_cell(*Row.stats(row.test_score), percent=percent),
-            "–" if row.delta_vs_none is None else f"{(100 if percent else 1) * row.delta_vs_none:+.4g}",
-            _p(row.p_value_t), _p(row.p_value_wilcoxon),
-            format_cell(*Row.stats(row.val_score), percent=percent),
-            format_cell(*Row.stats(row.test_nll)), format_cell(*Row.stats(row.test_ece)),
-            format_cell(*Row.stats(row.gap)), f"{Row.stats(row.wall_s)[0]:.1f}",
-        ])  # fmt: skip
+        table.append(
+            [
+                row.model,
+                row.technique,
+                f"{row.rate:g}",
+                "all" if row.train_size is None else str(row.train_size),
+                str(len(row.seeds)),
+                format_cell(*Row.stats(row.test_score), percent=percent),
+                "–"
+                if row.delta_vs_none is None
+                else f"{(100 if percent else 1) * row.delta_vs_none:+.4g}",
+                _p(row.p_value_t),
+                _p(row.p_value_wilcoxon),
+                format_cell(*Row.stats(row.val_score), percent=percent),
+                format_cell(*Row.stats(row.test_nll)),
+                format_cell(*Row.stats(row.test_ece)),
+                format_cell(*Row.stats(row.gap)),
+                f"{Row.stats(row.wall_s)[0]:.1f}",
+            ]
+        )
     return table
 
 
@@ -97,7 +122,9 @@ def _plots(rows: Sequence[Row], directory: Path) -> list[tuple[str, Path]]:
         # Learning curves: one panel per (technique, rate): where validation loss turns up.
         columns = min(4, len(model_rows))
         lines = math.ceil(len(model_rows) / columns)
-        figure, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 2.6 * lines), squeeze=False)
+        figure, axes = plt.subplots(
+            lines, columns, figsize=(3.6 * columns, 2.6 * lines), squeeze=False
+        )
         for axis, row in zip(axes.flat, model_rows, strict=False):
             epochs = np.arange(1, len(row.curves["train_loss"]) + 1)
             axis.plot(epochs, row.curves["train_loss"], label="train")
@@ -115,8 +142,13 @@ def _plots(rows: Sequence[Row], directory: Path) -> list[tuple[str, Path]]:
         means = [100 * Row.stats(r.test_score)[0] for r in model_rows]
         stds = [100 * Row.stats(r.test_score)[1] for r in model_rows]
         axis.bar(range(len(model_rows)), means, yerr=stds, capsize=4, color="tab:blue")
-        axis.set_xticks(range(len(model_rows)), [_label(r) for r in model_rows], rotation=35,
-                        ha="right", fontsize=8)  # fmt: skip
+        axis.set_xticks(
+            range(len(model_rows)),
+            [_label(r) for r in model_rows],
+            rotation=35,
+            ha="right",
+            fontsize=8,
+        )
         low = min(m - s for m, s in zip(means, stds, strict=True))
         axis.set_ylim(max(0.0, low - 5), min(100.0, max(means) + max(stds) + 3))
         axis.set_ylabel("test score (%)")
@@ -124,18 +156,30 @@ def _plots(rows: Sequence[Row], directory: Path) -> list[tuple[str, Path]]:
         save(figure, f"final-{model}.png", f"{model}: final test score with error bars")
 
         # Rate sweep (Srivastava 2014 Fig. 9 shape): score against rate, per technique.
-        swept = [t for t in dict.fromkeys(r.technique for r in model_rows)
-                 if len({r.rate for r in model_rows if r.technique == t}) > 1]  # fmt: skip
+        swept = [
+            t
+            for t in dict.fromkeys(r.technique for r in model_rows)
+            if len({r.rate for r in model_rows if r.technique == t}) > 1
+        ]
         if swept:
             figure, axis = plt.subplots(figsize=(5, 3.2))
             for technique in swept:
-                points = sorted((r for r in model_rows if r.technique == technique), key=lambda r: r.rate)
-                axis.errorbar([r.rate for r in points], [100 * Row.stats(r.test_score)[0] for r in points],
-                              yerr=[100 * Row.stats(r.test_score)[1] for r in points], marker="o",
-                              capsize=3, label=technique)  # fmt: skip
+                points = sorted(
+                    (r for r in model_rows if r.technique == technique), key=lambda r: r.rate
+                )
+                axis.errorbar(
+                    [r.rate for r in points],
+                    [100 * Row.stats(r.test_score)[0] for r in points],
+                    yerr=[100 * Row.stats(r.test_score)[1] for r in points],
+                    marker="o",
+                    capsize=3,
+                    label=technique,
+                )
             base = [r for r in model_rows if r.technique == "none"]
             if base:
-                axis.axhline(100 * Row.stats(base[0].test_score)[0], color="gray", ls="--", label="none")
+                axis.axhline(
+                    100 * Row.stats(base[0].test_score)[0], color="gray", ls="--", label="none"
+                )
             axis.set_xlabel("dropout rate p")
             axis.set_ylabel("test score (%)")
             axis.legend(fontsize=8)
@@ -168,21 +212,26 @@ img{max-width:100%;border:1px solid #eee;margin:6px 0}figure{margin:1em 0}"""
 
 
 def write_report(
-    rows: Sequence[Row], directory: str | Path, *, title: str = "dropkit compare",
+    rows: Sequence[Row],
+    directory: str | Path,
+    *,
+    title: str = "dropkit compare",
     notes: Sequence[str] = (),
-) -> Path:  # fmt: skip
+) -> Path:
     """Write ``report.html`` (PNGs embedded as base64) and the PNGs into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     figures = _plots(rows, directory)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
     body = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<td class="text">{html.escape(c)}</td>' if i < 2 else f"<td>{html.escape(c)}</td>"
             for i, c in enumerate(cells)
-        ) + "</tr>"
+        )
+        + "</tr>"
         for cells in table_rows(rows)
-    )  # fmt: skip
+    )
     images = "".join(
         f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,"
         f"{base64.b64encode(path.read_bytes()).decode()}'><figcaption>{html.escape(caption)}"

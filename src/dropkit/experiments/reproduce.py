@@ -29,27 +29,51 @@ def reproduce_command(args: argparse.Namespace) -> int:
         return _uci(args, out)
     if args.experiment == "mnist1d":
         configs = plan_runs(
-            dataset="mnist1d", models=["mlp", "cnn"],
+            dataset="mnist1d",
+            models=["mlp", "cnn"],
             techniques=["none", "dropout", "gaussian", "spatial", "curriculum", "early", "late"],
-            rates=[0.1], seeds=list(range(args.seeds)), epochs=args.epochs or 100,
-        )  # fmt: skip
+            rates=[0.1],
+            seeds=list(range(args.seeds)),
+            epochs=args.epochs or 100,
+        )
         notes = [
-            "Greydanus 2020 report " + ", ".join(
-                f"{model.upper()} {100 * acc:.0f}% (expected range {100 * low:.0f}–{100 * high:.0f}%)"
+            "Greydanus 2020 report "
+            + ", ".join(
+                f"{model.upper()} {100 * acc:.0f}% (range {100 * low:.0f}–{100 * high:.0f}%)"
                 for model, (acc, (low, high)) in MNIST1D_PUBLISHED.items()
-            ) + " without dropout; compare the 'none' rows."
-        ]  # fmt: skip
-        return run_compare(configs, out, jobs=jobs, data_dir=args.data_dir,
-                           title="reproduce: mnist1d baselines (Greydanus 2020)", notes=notes)  # fmt: skip
+            )
+            + " without dropout; compare the 'none' rows."
+        ]
+        return run_compare(
+            configs,
+            out,
+            jobs=jobs,
+            data_dir=args.data_dir,
+            title="reproduce: mnist1d baselines (Greydanus 2020)",
+            notes=notes,
+        )
     configs = plan_runs(
-        dataset="mnist5k", models=["mlp"], techniques=["none", "dropout"], rates=[0.5],
-        seeds=list(range(args.seeds)), epochs=args.epochs or 60, lr=1e-3,
+        dataset="mnist5k",
+        models=["mlp"],
+        techniques=["none", "dropout"],
+        rates=[0.5],
+        seeds=list(range(args.seeds)),
+        epochs=args.epochs or 60,
+        lr=1e-3,
         train_sizes=[250, 500, 1000, 2000, 3600],
-    )  # fmt: skip
-    notes = ["Srivastava 2014 Fig. 10: the gain of dropout (Δ vs none) against the training-set "
-             "size; tiny sets gain little or lose, middle sizes gain most."]  # fmt: skip
-    return run_compare(configs, out, jobs=jobs, data_dir=args.data_dir,
-                       title="reproduce: data-set size (Srivastava 2014 Fig. 10)", notes=notes)  # fmt: skip
+    )
+    notes = [
+        "Srivastava 2014 Fig. 10: the gain of dropout (Δ vs none) against the training-set "
+        "size; tiny sets gain little or lose, middle sizes gain most."
+    ]
+    return run_compare(
+        configs,
+        out,
+        jobs=jobs,
+        data_dir=args.data_dir,
+        title="reproduce: data-set size (Srivastava 2014 Fig. 10)",
+        notes=notes,
+    )
 
 
 def _uci(args: argparse.Namespace, out: Path) -> int:
@@ -62,5 +86,7 @@ def _uci(args: argparse.Namespace, out: Path) -> int:
             "installation lacks"
         ) from error
     if args.data_dir is None or not Path(args.data_dir).is_dir():
-        raise ValueError(f"reproduce uci needs --data-dir DIR with the UCI files, got {args.data_dir}")
+        raise ValueError(
+            f"reproduce uci needs --data-dir DIR with the UCI files, got {args.data_dir}"
+        )
     return int(uci.main(["--data-dir", str(args.data_dir), "--out", str(out)]))

@@ -47,13 +47,18 @@ def open_study(url: str, name: str, sampler: str, options: dict[str, Any]) -> An
     else:
         chosen = optuna.samplers.TPESampler(seed=None)  # workers must not draw the same points
     pruner: Any = (
-        optuna.pruners.NopPruner() if options["no_prune"]
+        optuna.pruners.NopPruner()
+        if options["no_prune"]
         else optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    )  # fmt: skip
+    )
     return optuna.create_study(
-        study_name=name, storage=storage, sampler=chosen, pruner=pruner,
-        direction="maximize", load_if_exists=True,
-    )  # fmt: skip
+        study_name=name,
+        storage=storage,
+        sampler=chosen,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
 
 
 def trial_config(trial: Any, options: dict[str, Any], sites: list[str]) -> tuple[str, list[float]]:
@@ -61,7 +66,9 @@ def trial_config(trial: Any, options: dict[str, Any], sites: list[str]) -> tuple
     technique = get_technique(trial.suggest_categorical("technique", list(options["techniques"])))
     if options["sampler"] == "grid":
         rate = trial.suggest_float("rate", 0.0, 1.0)
-        rates = [rate if technique.uses_rate and kind in technique.site_kinds else 0.0 for kind in sites]
+        rates = [
+            rate if technique.uses_rate and kind in technique.site_kinds else 0.0 for kind in sites
+        ]
         return technique.name, rates
     rates = []
     for index, kind in enumerate(sites, start=1):
@@ -86,10 +93,18 @@ def _objective(trial: Any, options: dict[str, Any], sites: list[str]) -> float:
     scores = []
     for fold in range(options["folds"]):
         config = RunConfig(
-            options["dataset"], options["model"], technique, tuple(rates), options["seed"], fold,
-            options["folds"], options["epochs"], options["batch_size"], options["lr"],
+            options["dataset"],
+            options["model"],
+            technique,
+            tuple(rates),
+            options["seed"],
+            fold,
+            options["folds"],
+            options["epochs"],
+            options["batch_size"],
+            options["lr"],
             options["weight_decay"],
-        )  # fmt: skip
+        )
         result = train_run(config, options["data_dir"], on_epoch=report if fold == 0 else None)
         scores.append(result["val_score"])
     return float(sum(scores) / len(scores))
@@ -102,7 +117,9 @@ def _worker(url: str, name: str, options: dict[str, Any], trials: int) -> None:
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(url, name, options["sampler"], options)
-    sites = model_sites(options["model"], load_dataset(options["dataset"], options["data_dir"]).input_shape)
+    sites = model_sites(
+        options["model"], load_dataset(options["dataset"], options["data_dir"]).input_shape
+    )
     study.optimize(lambda trial: _objective(trial, options, sites), n_trials=trials)
 
 
@@ -117,13 +134,23 @@ def best_rates(study: Any) -> dict[str, Any]:
     """The best trial as ``{"technique", "rates": {site: rate}, "value", "trial"}``; ``rates``
     is a :func:`dropkit.surgery.set_rates` mapping."""
     best = study.best_trial
-    return {"technique": best.params["technique"], "rates": best.user_attrs["rates"],
-            "value": best.value, "trial": best.number}  # fmt: skip
+    return {
+        "technique": best.params["technique"],
+        "rates": best.user_attrs["rates"],
+        "value": best.value,
+        "trial": best.number,
+    }
 
 
 def search_command(args: argparse.Namespace) -> int:
     import optuna
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     if len(args.models) != 1:
         raise ValueError(f"search takes one model (--models M), got {args.models}")
@@ -132,12 +159,21 @@ def search_command(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, args.data_dir)
     sites = model_sites(args.models[0], dataset.input_shape)
     options = {
-        "dataset": args.dataset, "data_dir": args.data_dir, "model": args.models[0],
-        "techniques": args.techniques, "sampler": args.sampler, "max_rate": args.max_rate,
-        "grid_rates": args.grid_rates, "seed": args.seed, "folds": args.folds,
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "no_prune": args.no_prune,
-    }  # fmt: skip
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "model": args.models[0],
+        "techniques": args.techniques,
+        "sampler": args.sampler,
+        "max_rate": args.max_rate,
+        "grid_rates": args.grid_rates,
+        "seed": args.seed,
+        "folds": args.folds,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "no_prune": args.no_prune,
+    }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     url = args.storage or f"sqlite:///{(out / 'study.sqlite').resolve()}"
@@ -148,17 +184,25 @@ def search_command(args: argparse.Namespace) -> int:
     if args.sampler == "grid":
         wanted = min(wanted, len(args.techniques) * len(args.grid_rates))
     remaining = max(0, wanted - len(_finished(study)))
-    shares = [remaining // args.workers + (i < remaining % args.workers) for i in range(args.workers)]
+    shares = [
+        remaining // args.workers + (i < remaining % args.workers) for i in range(args.workers)
+    ]
     context = get_context("spawn")
     workers = [
         context.Process(target=_worker, args=(url, name, options, share))
-        for share in shares if share > 0
-    ]  # fmt: skip
+        for share in shares
+        if share > 0
+    ]
     start = time.perf_counter()
     for worker in workers:
         worker.start()
-    with Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
-                  TimeRemainingColumn()) as progress:  # fmt: skip
+    with Progress(
+        TextColumn("[bold]trials"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ) as progress:
         task = progress.add_task("trials", total=wanted, completed=wanted - remaining)
         while any(worker.is_alive() for worker in workers):
             time.sleep(1.0)
@@ -175,10 +219,14 @@ def search_command(args: argparse.Namespace) -> int:
     (out / "best.json").write_text(json.dumps(best, indent=2))
     elapsed = time.perf_counter() - start
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
-    print(f"{len(finished)} finished trials ({pruned} pruned) in study {name!r} at {url}; "
-          f"{remaining} run now in {elapsed:.0f} s")  # fmt: skip
-    print(f"best (trial {best['trial']}): technique={best['technique']} "
-          f"validation score={best['value']:.4f}")  # fmt: skip
+    print(
+        f"{len(finished)} finished trials ({pruned} pruned) in study {name!r} at {url}; "
+        f"{remaining} run now in {elapsed:.0f} s"
+    )
+    print(
+        f"best (trial {best['trial']}): technique={best['technique']} "
+        f"validation score={best['value']:.4f}"
+    )
     print("dropkit.surgery.set_rates mapping:", json.dumps(best["rates"]))
     print(f"written to {out / 'best.json'}")
     return 0 if not math.isnan(best["value"]) else 1

@@ -53,12 +53,23 @@ class RunStore:
             " test_score, val_score, test_nll, test_ece, gap, wall_s, config, result)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                config.key(), config.dataset, config.model, config.technique, config.rate,
-                config.seed, config.fold, result.get("test_score"), result.get("val_score"),
-                result.get("test_nll"), result.get("test_ece"), result.get("gap"),
-                result.get("wall_s"), config.to_json(), json.dumps(result),
+                config.key(),
+                config.dataset,
+                config.model,
+                config.technique,
+                config.rate,
+                config.seed,
+                config.fold,
+                result.get("test_score"),
+                result.get("val_score"),
+                result.get("test_nll"),
+                result.get("test_ece"),
+                result.get("gap"),
+                result.get("wall_s"),
+                config.to_json(),
+                json.dumps(result),
             ),
-        )  # fmt: skip
+        )
         self._connection.commit()
 
     def runs(self, keys: Iterable[str] | None = None) -> list[tuple[RunConfig, dict[str, Any]]]:

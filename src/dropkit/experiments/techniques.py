@@ -73,7 +73,9 @@ def _spatial(kind: str, rate: float) -> nn.Module:
 
 
 def _locked(kind: str, rate: float) -> nn.Module:
-    return dropkit.nn.LockedDropout(rate, time_dim=1) if kind == "sequence" else _dropout(kind, rate)
+    return (
+        dropkit.nn.LockedDropout(rate, time_dim=1) if kind == "sequence" else _dropout(kind, rate)
+    )
 
 
 TECHNIQUES: dict[str, Technique] = {}
@@ -91,19 +93,25 @@ for _technique in (
     Technique("gaussian", "multiplicative Gaussian noise (Srivastava 2014 §10)", _gaussian),
     Technique("alpha", "alpha dropout (Klambauer 2017)", _alpha),
     Technique(
-        "spatial", "whole-channel dropout on conv maps (Tompson 2015)", _spatial,
+        "spatial",
+        "whole-channel dropout on conv maps (Tompson 2015)",
+        _spatial,
         site_kinds=frozenset({"conv1d", "conv2d"}),
     ),
     Technique(
-        "locked", "one mask over time in sequences (Gal & Ghahramani 2016)", _locked,
+        "locked",
+        "one mask over time in sequences (Gal & Ghahramani 2016)",
+        _locked,
         site_kinds=frozenset({"sequence"}),
     ),
     Technique(
         "curriculum", "rate rising from 0 to p (Morerio 2017)", _dropout, schedules.curriculum
     ),
-    Technique("early", "dropout only early in training (Liu 2023)", _dropout, schedules.early_dropout),
+    Technique(
+        "early", "dropout only early in training (Liu 2023)", _dropout, schedules.early_dropout
+    ),
     Technique("late", "dropout only late in training (Liu 2023)", _dropout, schedules.late_dropout),
-):  # fmt: skip
+):
     register_technique(_technique)
 
 

@@ -38,9 +38,10 @@ EpochCallback = Callable[[int, dict[str, float]], None]
 class RunConfig:
     """Everything that decides a run's result; its :meth:`key` identifies it in storage.
 
-    ``folds == 1`` holds out :data:`HOLDOUT` (10%) of the training set for validation; ``folds >= 2`` uses fold
-    ``fold`` of a stratified ``folds``-fold split (fixed, so every technique sees the same
-    folds). ``train_size`` subsamples the training set first (stratified, fixed).
+    ``folds == 1`` holds out :data:`HOLDOUT` (10%) of the training set for validation;
+    ``folds >= 2`` uses fold ``fold`` of a stratified ``folds``-fold split (fixed, so every
+    technique sees the same folds). ``train_size`` subsamples the training set first
+    (stratified, fixed).
     """
 
     dataset: str
@@ -97,7 +98,10 @@ def fold_indices(
         indices = np.sort(indices)
     if folds == 1:
         train, val = train_test_split(
-            indices, test_size=HOLDOUT, random_state=0, stratify=labels[indices] if classify else None
+            indices,
+            test_size=HOLDOUT,
+            random_state=0,
+            stratify=labels[indices] if classify else None,
         )
         return np.sort(train), np.sort(val)
     splitter = (StratifiedKFold if classify else KFold)(folds, shuffle=True, random_state=0)
@@ -105,7 +109,9 @@ def fold_indices(
     return indices[train], indices[val]
 
 
-def _evaluate(model: nn.Module, x: Tensor, y: Tensor, classify: bool) -> tuple[float, float, Tensor]:
+def _evaluate(
+    model: nn.Module, x: Tensor, y: Tensor, classify: bool
+) -> tuple[float, float, Tensor]:
     model.eval()
     with torch.no_grad():
         out = model(x)
@@ -152,7 +158,9 @@ def train_run(
                 schedules.append((site, technique.schedule(rate, config.epochs)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = torch.Generator().manual_seed(config.seed)
-    curves: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_score", "val_loss", "val_score")}
+    curves: dict[str, list[float]] = {
+        k: [] for k in ("train_loss", "train_score", "val_loss", "val_score")
+    }
     n = len(y_train)
     for epoch in range(config.epochs):
         for module, schedule in schedules:
@@ -180,8 +188,15 @@ def train_run(
         for key, value in zip(curves, (train_loss, train_score, val_loss, val_score), strict=True):
             curves[key].append(value)
         if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": train_loss, "train_score": train_score,
-                             "val_loss": val_loss, "val_score": val_score})  # fmt: skip
+            on_epoch(
+                epoch,
+                {
+                    "train_loss": train_loss,
+                    "train_score": train_score,
+                    "val_loss": val_loss,
+                    "val_score": val_score,
+                },
+            )
 
     _, train_eval_score, _ = _evaluate(model, x_train, y_train, classify)
     test_loss, test_score, test_out = _evaluate(model, x_test, y_test, classify)
