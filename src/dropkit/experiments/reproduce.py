@@ -26,7 +26,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
     jobs = args.jobs or default_jobs()
     out = args.out or Path("runs") / f"reproduce-{args.experiment}"
     if args.experiment == "uci":
-        return _uci(args, out)
+        return _uci(args)
     if args.experiment == "mnist1d":
         configs = plan_runs(
             dataset="mnist1d",
@@ -76,10 +76,11 @@ def reproduce_command(args: argparse.Namespace) -> int:
     )
 
 
-def _uci(args: argparse.Namespace, out: Path) -> int:
-    # Seam: the UCI protocol (splits, MC dropout, RMSE/NLL) belongs to the uncertainty module.
+def _uci(args: argparse.Namespace) -> int:
+    # Seam: the UCI protocol (splits, MC dropout, RMSE and test log-likelihood against Gal &
+    # Ghahramani 2016's Table 1) belongs to the uncertainty module (issue 7); it prints its table.
     try:
-        from dropkit.experiments import uci  # type: ignore[attr-defined]
+        from dropkit.experiments import uci  # type: ignore[attr-defined,unused-ignore]
     except ImportError as error:
         raise ValueError(
             "reproduce uci needs the uncertainty module (dropkit.experiments.uci), which this "
@@ -87,6 +88,11 @@ def _uci(args: argparse.Namespace, out: Path) -> int:
         ) from error
     if args.data_dir is None or not Path(args.data_dir).is_dir():
         raise ValueError(
-            f"reproduce uci needs --data-dir DIR with the UCI files, got {args.data_dir}"
+            f"reproduce uci needs --data-dir DIR holding the UCI data set folders, got "
+            f"{args.data_dir}"
         )
-    return int(uci.main(["--data-dir", str(args.data_dir), "--out", str(out)]))
+    argv = ["--data", str(args.data_dir)]
+    if args.epochs:
+        argv += ["--epochs", str(args.epochs)]
+    uci.main(argv)
+    return 0
