@@ -186,6 +186,32 @@ def _plots(rows: Sequence[Row], directory: Path) -> list[tuple[str, Path]]:
             axis.set_title(f"{model}: rate sweep", fontsize=10)
             save(figure, f"sweep-{model}.png", f"{model}: test score against the rate")
 
+        # Data-set size (Srivastava 2014 Fig. 10 shape): score against the training-set size.
+        sizes = sorted({r.train_size for r in model_rows if r.train_size is not None})
+        if len(sizes) > 1:
+            figure, axis = plt.subplots(figsize=(5, 3.2))
+            for label in dict.fromkeys(_label(r).split(", n=")[0] for r in model_rows):
+                points = sorted(
+                    (r for r in model_rows if r.train_size and _label(r).startswith(label)),
+                    key=lambda r: r.train_size or 0,
+                )
+                axis.errorbar(
+                    [r.train_size for r in points],
+                    [100 * Row.stats(r.test_score)[0] for r in points],
+                    yerr=[100 * Row.stats(r.test_score)[1] for r in points],
+                    marker="o",
+                    capsize=3,
+                    label=label,
+                )
+            axis.set_xscale("log")
+            axis.set_xticks(sizes, [str(size) for size in sizes])
+            axis.minorticks_off()
+            axis.set_xlabel("training-set size")
+            axis.set_ylabel("test score (%)")
+            axis.legend(fontsize=8)
+            axis.set_title(f"{model}: effect of the data-set size", fontsize=10)
+            save(figure, f"size-{model}.png", f"{model}: test score against training-set size")
+
         # Reliability diagrams (classification only): accuracy against confidence per bin.
         calibrated = [r for r in model_rows if r.reliability]
         if calibrated:
