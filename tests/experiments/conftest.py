@@ -31,6 +31,15 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["DROPKIT_CACHE_DIR"] = previous
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """Small models run fastest on one thread (and intra-op threads crawl on a busy machine);
+    the root conftest restores the count after each test."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any attempt to open a network connection fails the test."""
