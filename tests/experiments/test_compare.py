@@ -122,7 +122,7 @@ def test_sigkill_loses_only_the_running_run(tmp_path):
     out = tmp_path / "killed"
     argv = [sys.executable, "-m", "dropkit", "compare", "--dataset", "digits", "--models", "mlp",
             "--techniques", "none", "dropout", "gaussian", "--rates", "0.2", "--seeds", "3",
-            "--epochs", "3", "--jobs", "1", "--out", str(out)]  # fmt: skip
+            "--epochs", "15", "--jobs", "1", "--out", str(out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     database = out / "runs.sqlite"

@@ -68,7 +68,8 @@ def test_grid_sampler_covers_the_grid(tmp_path):
 @pytest.mark.slow
 def test_search_resumes_after_sigkill(tmp_path):
     url = f"sqlite:///{(tmp_path / 'study.sqlite').resolve()}"
-    process = subprocess.Popen(_command(tmp_path, 8, 1), env=ENV, stdout=subprocess.DEVNULL,
+    command = _command(tmp_path, 8, 1, "--epochs", "15")  # slow enough to be killed mid-way
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 180
     done_before = 0
@@ -83,7 +84,7 @@ def test_search_resumes_after_sigkill(tmp_path):
     os.killpg(process.pid, signal.SIGKILL)  # the command and its worker
     process.wait(timeout=30)
     assert 2 <= done_before < 8, "the kill must land mid-way"
-    finished = subprocess.run(_command(tmp_path, 8, 1), env=ENV, capture_output=True, text=True,
+    finished = subprocess.run(command, env=ENV, capture_output=True, text=True,
                               timeout=300)  # fmt: skip
     assert finished.returncode == 0, finished.stderr[-3000:]
     trials = _trials(url, "digits-mlp-tpe")
