@@ -64,7 +64,9 @@ def table_rows(rows: Sequence[Row]) -> list[list[str]]:
                 format_cell(*Row.stats(row.test_score), percent=percent),
                 "–"
                 if row.delta_vs_none is None
-                else f"{(100 if percent else 1) * row.delta_vs_none:+.4g}",
+                else (
+                    f"{100 * row.delta_vs_none:+.2f}" if percent else f"{row.delta_vs_none:+.4f}"
+                ),
                 _p(row.p_value_t),
                 _p(row.p_value_wilcoxon),
                 format_cell(*Row.stats(row.val_score), percent=percent),
