@@ -209,3 +209,25 @@ def test_reproduce_uci_needs_the_uncertainty_module_and_data(capsys):
         assert "needs the uncertainty module" in lines[0]
     else:
         assert "--data-dir" in lines[0]
+
+
+def test_summary_pairs_seeds_and_averages_folds():
+    from scipy import stats
+
+    from dropkit.experiments.compare import summarise
+
+    def run(technique, seed, fold, score):
+        config = RunConfig("digits", "mlp", technique, (0.2, 0.2), seed, fold, folds=2)
+        curves = {"train_loss": [1.0], "val_loss": [1.0]}
+        return config, {"test_score": score, "val_score": score, "curves": curves}
+
+    base = {0: (0.80, 0.82), 1: (0.70, 0.74), 2: (0.90, 0.90)}
+    gain = {0: 0.03, 1: 0.01, 2: 0.02}
+    runs = [run("none", s, f, base[s][f]) for s in base for f in (0, 1)]
+    runs += [run("dropout", s, f, base[s][f] + gain[s]) for s in base for f in (0, 1)]
+    rows = {row.technique: row for row in summarise(runs)}
+    assert rows["none"].test_score == pytest.approx([0.81, 0.72, 0.90])  # folds averaged
+    assert rows["dropout"].delta_vs_none == pytest.approx(0.02)
+    expected = stats.ttest_rel([0.84, 0.73, 0.92], [0.81, 0.72, 0.90]).pvalue
+    assert rows["dropout"].p_value_t == pytest.approx(expected)
+    assert rows["none"].p_value_t is None
