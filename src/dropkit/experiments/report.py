@@ -198,7 +198,7 @@ def _plots(rows: Sequence[Row], directory: Path) -> list[tuple[str, Path]]:
                     key=lambda r: r.train_size or 0,
                 )
                 axis.errorbar(
-                    [r.train_size for r in points],
+                    [r.train_size or 0 for r in points],
                     [100 * Row.stats(r.test_score)[0] for r in points],
                     yerr=[100 * Row.stats(r.test_score)[1] for r in points],
                     marker="o",
