@@ -109,6 +109,8 @@ def _add_training_options(command: argparse.ArgumentParser, epochs: int) -> None
     command.add_argument("--batch-size", type=_positive_int, default=100)
     command.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
     command.add_argument("--weight-decay", type=float, default=0.0)
+    command.add_argument("--width", type=_positive_int, default=None,
+                         help="hidden width: MLP (100), GRU (64), 2-D CNN head (128)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

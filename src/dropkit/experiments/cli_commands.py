@@ -82,6 +82,7 @@ def compare_command(args: argparse.Namespace) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         train_sizes=args.train_sizes or [None],
+        width=args.width,
         data_dir=args.data_dir,
     )
     title = f"dropkit compare: {args.dataset}, {args.epochs} epochs, {args.folds} fold(s)"

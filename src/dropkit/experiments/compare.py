@@ -39,6 +39,7 @@ def plan_runs(
     lr: float = 1e-2,
     weight_decay: float = 0.0,
     train_sizes: Sequence[int | None] = (None,),
+    width: int | None = None,
     data_dir: str | Path | None = None,
 ) -> list[RunConfig]:
     """Every run of the grid, validated; techniques that fit no site of a model are skipped
@@ -79,6 +80,7 @@ def plan_runs(
                         lr,
                         weight_decay,
                         train_size,
+                        width,
                     )
                 )
     if not configs:

@@ -166,11 +166,13 @@ def build_model(
     outputs: int,
     technique: Technique,
     rates: float | Sequence[float] = 0.0,
+    width: int | None = None,
 ) -> DropoutSites:
     """Build model ``name`` (``mlp``, ``cnn`` or ``gru``) for inputs of ``input_shape``.
 
     ``cnn`` is 1-D for ``(L,)`` inputs and 2-D for ``(C, H, W)`` images. ``rates`` is one rate
-    for every site or one per site (see :func:`model_sites`).
+    for every site or one per site (see :func:`model_sites`). ``width`` overrides the MLP's
+    hidden width (100), the GRU's hidden size (64) or the 2-D CNN's dense layer (128).
     """
     kinds = model_sites(name, input_shape)
     per_site = [float(rates)] * len(kinds) if isinstance(rates, (int, float)) else list(rates)
@@ -178,13 +180,14 @@ def build_model(
         check_p(rate, f"rate of drop{index}", allow_one=False)
     shape = tuple(input_shape)
     if name == "mlp":
-        return MLP(math.prod(shape), outputs, technique, per_site)
+        hidden = (width or 100,) * 2
+        return MLP(math.prod(shape), outputs, technique, per_site, hidden=hidden)
     if name == "cnn":
         if len(shape) == 1:
             return CNN1d(shape[0], outputs, technique, per_site)
-        return CNN2d(shape, outputs, technique, per_site)
+        return CNN2d(shape, outputs, technique, per_site, hidden=width or 128)
     features = 1 if len(shape) == 1 else shape[-1] * (shape[0] if len(shape) == 3 else 1)
-    return GRUClassifier(features, outputs, technique, per_site)
+    return GRUClassifier(features, outputs, technique, per_site, hidden=width or 64)
 
 
 def model_sites(name: str, input_shape: Sequence[int]) -> list[str]:

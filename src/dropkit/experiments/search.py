@@ -104,6 +104,7 @@ def _objective(trial: Any, options: dict[str, Any], sites: list[str]) -> float:
             options["batch_size"],
             options["lr"],
             options["weight_decay"],
+            width=options["width"],
         )
         result = train_run(config, options["data_dir"], on_epoch=report if fold == 0 else None)
         scores.append(result["val_score"])
@@ -172,6 +173,7 @@ def search_command(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
+        "width": args.width,
         "no_prune": args.no_prune,
     }
     out: Path = args.out

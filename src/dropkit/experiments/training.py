@@ -41,7 +41,8 @@ class RunConfig:
     ``folds == 1`` holds out :data:`HOLDOUT` (10%) of the training set for validation;
     ``folds >= 2`` uses fold ``fold`` of a stratified ``folds``-fold split (fixed, so every
     technique sees the same folds). ``train_size`` subsamples the training set first
-    (stratified, fixed).
+    (stratified, fixed). ``width`` overrides the model's hidden width (see
+    :func:`~dropkit.experiments.models.build_model`).
     """
 
     dataset: str
@@ -56,6 +57,7 @@ class RunConfig:
     lr: float = 1e-2
     weight_decay: float = 0.0
     train_size: int | None = None
+    width: int | None = None
 
     @property
     def rate(self) -> float:
@@ -149,7 +151,9 @@ def train_run(
     x_test, y_test = torch.from_numpy(dataset.x_test), torch.from_numpy(dataset.y_test)
 
     torch.manual_seed(config.seed)  # weights and every dropout module's seed
-    model = build_model(config.model, dataset.input_shape, dataset.num_outputs, technique, rates)
+    model = build_model(
+        config.model, dataset.input_shape, dataset.num_outputs, technique, rates, config.width
+    )
     schedules: list[tuple[DropoutModule, Callable[[int], float]]] = []
     if technique.schedule is not None:
         for index, rate in enumerate(rates, start=1):
