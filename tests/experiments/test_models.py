@@ -64,3 +64,12 @@ def test_schedule_seam_shapes():
     assert [early(e) for e in range(4)] == [0.3, 0.3, 0.0, 0.0]
     late = _schedule_seam.late_dropout(0.3, 8)
     assert [late(e) for e in range(4)] == [0.0, 0.0, 0.3, 0.3]
+
+
+def test_width_overrides_the_hidden_size():
+    mlp = build_model("mlp", (40,), 10, get_technique("dropout"), 0.1, width=7)
+    assert [layer.out_features for layer in mlp.hidden] == [7, 7]
+    cnn = build_model("cnn", (1, 8, 8), 10, get_technique("dropout"), 0.1, width=9)
+    assert cnn.fc.out_features == 9
+    gru = build_model("gru", (40,), 10, get_technique("locked"), 0.1, width=5)
+    assert gru.gru1.hidden_size == 5
