@@ -31,6 +31,8 @@ __all__ = ["RunConfig", "fold_indices", "run_config_key", "train_run"]
 #: Validation fraction when ``folds == 1`` (10%: the mnist1d CNN needs ~3,600 examples to reach
 #: its published 90-96%).
 HOLDOUT = 0.1
+#: Examples per forward pass when evaluating.
+EVAL_CHUNK = 4096
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -116,7 +118,8 @@ def _evaluate(
 ) -> tuple[float, float, Tensor]:
     model.eval()
     with torch.no_grad():
-        out = model(x)
+        # In chunks: a whole image training set in one batch would need gigabytes of activations.
+        out = torch.cat([model(chunk) for chunk in x.split(EVAL_CHUNK)])
         if classify:
             loss = nn.functional.cross_entropy(out, y)
             score = (out.argmax(1) == y).double().mean()
