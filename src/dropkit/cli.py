@@ -83,25 +83,71 @@ def _suites(args: argparse.Namespace) -> set[str]:
     return {"ops"} if args.ops else {"ops", "dropout"}
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"rate must be in [0, 1), got {value}")
-    return value
-
-
 _SUITE_HELP = (
     "ops: each op vs PyTorch and the copy floor; dropout: dropout vs F.dropout, torch.compile, "
     "x*2.0, a preallocated copy and dropkit's out=; auto (default): both, or ops if --ops is given"
 )
 _FULL_HELP = "sizes up to 2^24; dropout suite: 1 and 2 threads, p 0.1 and 0.5"
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"rate must be a number in [0, 1), got {text!r}"
+        ) from error
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"rate must be in [0, 1), got {value:g}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from dropkit.experiments.cli_commands import compare_command
+
+    return compare_command(args)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from dropkit.experiments.search import search_command
+
+    return search_command(args)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from dropkit.experiments.reproduce import reproduce_command
+
+    return reproduce_command(args)
+
+
+#: The default of ``dropkit compare`` and ``make demo``: mnist1d, MLP and CNN, 3 seeds.
+DEMO_TECHNIQUES = ["none", "dropout", "gaussian", "spatial", "curriculum", "early"]
+
+
+def _add_training_options(command: argparse.ArgumentParser, epochs: int) -> None:
+    command.add_argument("--dataset", default="mnist1d",
+                         help="mnist1d (default), digits, breast_cancer, wine, diabetes, "
+                         "fashion-mnist, mnist5k, uci-<name>")  # fmt: skip
+    command.add_argument("--data-dir", default=None, help="where the data set's files are")
+    command.add_argument("--models", nargs="+", default=["mlp", "cnn"], help="mlp, cnn, gru")
+    command.add_argument("--folds", type=_positive_int, default=1,
+                         help="cross-validation folds (1: a 10%% holdout)")  # fmt: skip
+    command.add_argument("--epochs", type=_positive_int, default=epochs)
+    command.add_argument("--batch-size", type=_positive_int, default=100)
+    command.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
+    command.add_argument("--weight-decay", type=float, default=0.0)
+    command.add_argument("--width", type=_positive_int, default=None,
+                         help="hidden width: MLP (100), GRU (64), 2-D CNN head (128)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +169,53 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--full", action="store_true", help=_FULL_HELP)
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))
     bench.set_defaults(handler=_bench)
+
+    compare = commands.add_parser(
+        "compare", help="train one model over dropout techniques x rates x seeds; HTML report"
+    )
+    _add_training_options(compare, epochs=100)
+    compare.add_argument("--techniques", nargs="+", default=DEMO_TECHNIQUES,
+                         help="registered techniques (dropkit.experiments.techniques)")  # fmt: skip
+    compare.add_argument("--rates", nargs="+", type=_rate, default=[0.1], help="rates in [0, 1)")
+    compare.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1")
+    compare.add_argument("--train-sizes", nargs="+", type=_positive_int, default=None,
+                         help="subsample the training set to each size")  # fmt: skip
+    compare.add_argument("--jobs", type=_positive_int, default=None,
+                         help="worker processes (default: the usable cores)")  # fmt: skip
+    compare.add_argument("--out", type=Path, default=Path("runs/compare"),
+                         help="run directory: runs.sqlite (resumable), report, PNGs")  # fmt: skip
+    compare.set_defaults(handler=_compare)
+
+    search = commands.add_parser(
+        "search", help="Optuna search over techniques and per-layer rates (resumable)"
+    )
+    _add_training_options(search, epochs=30)
+    search.set_defaults(models=["cnn"])
+    search.add_argument("--techniques", nargs="+", default=["none", "dropout", "gaussian"])
+    search.add_argument("--sampler", choices=["tpe", "grid"], default="tpe")
+    search.add_argument("--trials", type=_positive_int, default=20,
+                        help="total finished trials wanted in the study")  # fmt: skip
+    search.add_argument("--max-rate", type=_rate, default=0.5)
+    search.add_argument("--grid-rates", nargs="+", type=_rate, default=[0.0, 0.1, 0.2, 0.3, 0.5])
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--workers", type=_positive_int, default=1,
+                        help="processes on this machine sharing the storage")  # fmt: skip
+    search.add_argument("--storage", default=None,
+                        help="Optuna storage URL (default: sqlite in --out), e.g. "
+                        "postgresql://user@host/db")  # fmt: skip
+    search.add_argument("--study", default=None, help="study name (default: from the options)")
+    search.add_argument("--no-prune", action="store_true", help="disable MedianPruner")
+    search.add_argument("--out", type=Path, default=Path("runs/search"))
+    search.set_defaults(handler=_search)
+
+    reproduce = commands.add_parser("reproduce", help="reproduce a published result's shape")
+    reproduce.add_argument("experiment", choices=["uci", "data-size", "mnist1d"])
+    reproduce.add_argument("--data-dir", default=None)
+    reproduce.add_argument("--seeds", type=_positive_int, default=3)
+    reproduce.add_argument("--epochs", type=_positive_int, default=None)
+    reproduce.add_argument("--jobs", type=_positive_int, default=None)
+    reproduce.add_argument("--out", type=Path, default=None)
+    reproduce.set_defaults(handler=_reproduce)
     return parser
 
 

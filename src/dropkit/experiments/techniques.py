@@ -1,0 +1,137 @@
+"""The registry of dropout techniques that ``dropkit compare`` and ``search`` can try.
+
+A technique says which module to put at each dropout *site* of a model (a site has a kind:
+``"dense"`` ``(N, F)``, ``"conv1d"`` ``(N, C, L)``, ``"conv2d"`` ``(N, C, H, W)`` or
+``"sequence"`` ``(N, T, H)``), and optionally how the rate moves over training: a factory
+``(target_rate, epochs) -> (epoch -> rate)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+import dropkit
+from dropkit import schedules
+
+__all__ = ["SITE_KINDS", "TECHNIQUES", "Technique", "get_technique", "register_technique"]
+
+SITE_KINDS = ("dense", "conv1d", "conv2d", "sequence")
+
+LayerFactory = Callable[[str, float], nn.Module]
+ScheduleFactory = Callable[[float, int], Callable[[int], float]]
+
+
+@dataclass(frozen=True)
+class Technique:
+    """How one dropout technique fills a model's dropout sites.
+
+    Attributes:
+        name: registry key, as typed on the command line.
+        description: one line for ``--help`` and reports.
+        make_layer: ``(site_kind, rate) -> module``.
+        schedule: ``(target_rate, epochs) -> (epoch -> rate)``, or None for a fixed rate.
+        site_kinds: the site kinds it applies to; a model with none of them is skipped.
+        uses_rate: False for ``none`` (its rate is always 0).
+    """
+
+    name: str
+    description: str
+    make_layer: LayerFactory
+    schedule: ScheduleFactory | None = None
+    site_kinds: frozenset[str] = frozenset(SITE_KINDS)
+    uses_rate: bool = True
+
+    def applies_to(self, site_kinds: list[str]) -> bool:
+        return any(kind in self.site_kinds for kind in site_kinds)
+
+
+# Per-epoch rate schedules from dropkit.schedules, shaped as ``(target_rate, epochs) -> schedule``.
+def curriculum_schedule(rate: float, epochs: int) -> Callable[[int], float]:
+    """Curriculum dropout (Morerio 2017) with ``gamma = 10 / epochs``: the target is nearly
+    reached by the end of training."""
+    return schedules.curriculum(rate, 10.0 / max(epochs, 1))
+
+
+def early_schedule(rate: float, epochs: int) -> Callable[[int], float]:
+    """Early dropout (Liu 2023): ``rate`` for the first quarter of the epochs, then 0."""
+    return schedules.early(rate, max(1, round(0.25 * epochs)))
+
+
+def late_schedule(rate: float, epochs: int) -> Callable[[int], float]:
+    """Late dropout (Liu 2023): 0 for the first quarter of the epochs, then ``rate``."""
+    return schedules.late(rate, max(1, round(0.25 * epochs)))
+
+
+def _identity(kind: str, rate: float) -> nn.Module:
+    return nn.Identity()
+
+
+def _dropout(kind: str, rate: float) -> nn.Module:
+    return dropkit.nn.Dropout(rate)
+
+
+def _gaussian(kind: str, rate: float) -> nn.Module:
+    return dropkit.nn.GaussianDropout(rate)
+
+
+def _alpha(kind: str, rate: float) -> nn.Module:
+    return dropkit.nn.AlphaDropout(rate)
+
+
+def _spatial(kind: str, rate: float) -> nn.Module:
+    if kind == "conv1d":
+        return dropkit.nn.SpatialDropout1d(rate)
+    if kind == "conv2d":
+        return dropkit.nn.SpatialDropout2d(rate)
+    return dropkit.nn.Dropout(rate)
+
+
+def _locked(kind: str, rate: float) -> nn.Module:
+    return (
+        dropkit.nn.LockedDropout(rate, time_dim=1) if kind == "sequence" else _dropout(kind, rate)
+    )
+
+
+TECHNIQUES: dict[str, Technique] = {}
+
+
+def register_technique(technique: Technique) -> Technique:
+    """Add (or replace) a technique in :data:`TECHNIQUES`; returns it."""
+    TECHNIQUES[technique.name] = technique
+    return technique
+
+
+for _technique in (
+    Technique("none", "no dropout (the baseline)", _identity, uses_rate=False),
+    Technique("dropout", "inverted Bernoulli dropout (Srivastava 2014)", _dropout),
+    Technique("gaussian", "multiplicative Gaussian noise (Srivastava 2014 §10)", _gaussian),
+    Technique("alpha", "alpha dropout (Klambauer 2017)", _alpha),
+    Technique(
+        "spatial",
+        "whole-channel dropout on conv maps (Tompson 2015)",
+        _spatial,
+        site_kinds=frozenset({"conv1d", "conv2d"}),
+    ),
+    Technique(
+        "locked",
+        "one mask over time in sequences (Gal & Ghahramani 2016)",
+        _locked,
+        site_kinds=frozenset({"sequence"}),
+    ),
+    Technique(
+        "curriculum", "rate rising from 0 to p (Morerio 2017)", _dropout, curriculum_schedule
+    ),
+    Technique("early", "dropout only early in training (Liu 2023)", _dropout, early_schedule),
+    Technique("late", "dropout only late in training (Liu 2023)", _dropout, late_schedule),
+):
+    register_technique(_technique)
+
+
+def get_technique(name: str) -> Technique:
+    """The registered technique called ``name``; ValueError listing the choices otherwise."""
+    if name not in TECHNIQUES:
+        raise ValueError(f"technique must be one of {sorted(TECHNIQUES)}, got {name!r}")
+    return TECHNIQUES[name]
