@@ -8,7 +8,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from dropkit import rng
+from dropkit import _mc_context, rng
 from dropkit.functional._checks import (
     as_rate,
     check_dim,
@@ -81,7 +81,12 @@ def dropout(
         return _result(x, (x.to(cd) * keep_prob).to(x.dtype), inplace)
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
-    y = _ops.dropout(x, rate, seed_t, step_t, offset, mask_shape, mode == "inverted")
+    y = _mc_context.per_sample(
+        x, step_t, mask_shape,
+        lambda part, part_step, part_shape: _ops.dropout(
+            part, rate, seed_t, part_step, offset, part_shape, mode == "inverted"
+        ),
+    )  # fmt: skip
     return _result(x, y, inplace)
 
 
@@ -183,7 +188,12 @@ def gaussian_dropout(
         return x
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
-    return _ops.gaussian_dropout(x, rate, seed_t, step_t, offset, mask_shape)
+    return _mc_context.per_sample(
+        x, step_t, mask_shape,
+        lambda part, part_step, part_shape: _ops.gaussian_dropout(
+            part, rate, seed_t, part_step, offset, part_shape
+        ),
+    )  # fmt: skip
 
 
 def alpha_dropout(
@@ -209,7 +219,12 @@ def alpha_dropout(
         return x
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
-    y = _ops.alpha_dropout(x, rate, seed_t, step_t, offset, mask_shape)
+    y = _mc_context.per_sample(
+        x, step_t, mask_shape,
+        lambda part, part_step, part_shape: _ops.alpha_dropout(
+            part, rate, seed_t, part_step, offset, part_shape
+        ),
+    )  # fmt: skip
     return _result(x, y, inplace)
 
 
