@@ -184,6 +184,11 @@ def _check_bins(n_bins: int, binning: str) -> None:
         raise ValueError(f"binning must be one of ('equal_width', 'adaptive'), got {binning!r}")
 
 
+def _per_group(values: Tensor, groups: list[Tensor], how: str) -> Tensor:
+    stats = [float(getattr(values[g], how)()) if len(g) else math.nan for g in groups]
+    return torch.tensor(stats, dtype=torch.float64)
+
+
 def reliability_diagram(
     probs: Tensor, labels: Tensor, *, n_bins: int = 15, binning: Binning = "equal_width"
 ) -> ReliabilityDiagram:
@@ -206,15 +211,13 @@ def reliability_diagram(
         lower, upper = edges[:-1], edges[1:]
     else:
         groups = list(torch.tensor_split(confidence.argsort(), n_bins))
-        lower = torch.tensor([float(confidence[g].min()) if len(g) else math.nan for g in groups])
-        upper = torch.tensor([float(confidence[g].max()) if len(g) else math.nan for g in groups])
+        lower = _per_group(confidence, groups, "min")
+        upper = _per_group(confidence, groups, "max")
     count = torch.tensor([len(g) for g in groups], dtype=torch.int64)
-    nan = math.nan
-    conf = torch.tensor([float(confidence[g].mean()) if len(g) else nan for g in groups])
-    acc = torch.tensor([float(correct[g].mean()) if len(g) else nan for g in groups])
     return ReliabilityDiagram(
-        lower.to(torch.float64), upper.to(torch.float64), conf.double(), acc.double(), count
-    )
+        lower.to(torch.float64).cpu(), upper.to(torch.float64).cpu(),
+        _per_group(confidence, groups, "mean"), _per_group(correct, groups, "mean"), count,
+    )  # fmt: skip
 
 
 def expected_calibration_error(

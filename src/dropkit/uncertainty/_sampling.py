@@ -326,4 +326,3 @@ def sample(
     if reducer is not None:
         return reducer.result()
     return torch.cat(collected) if len(collected) > 1 else collected[0]
-
