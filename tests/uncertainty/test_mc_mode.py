@@ -89,5 +89,5 @@ def test_mc_capable_protocol_is_switched_and_restored():
 
 
 def test_rejects_non_module():
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         mc_mode(lambda x: x)  # type: ignore[arg-type]

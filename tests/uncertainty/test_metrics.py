@@ -79,10 +79,10 @@ def test_ece_equal_width_and_adaptive_by_hand():
     adaptive = U.expected_calibration_error(PROBS, LABELS, n_bins=3, binning="adaptive")
     assert float(adaptive) == pytest.approx((0.65 + 0.25 + 0.15) / 3, abs=1e-12)
     diagram = U.reliability_diagram(PROBS, LABELS, n_bins=3, binning="adaptive")
-    assert diagram.count.tolist() == [1, 1, 1]
+    assert diagram.counts.tolist() == [1, 1, 1]
     torch.testing.assert_close(diagram.confidence, torch.tensor([0.65, 0.75, 0.85]).double())
     torch.testing.assert_close(diagram.accuracy, torch.tensor([0.0, 1.0, 1.0]).double())
-    assert U.reliability_diagram(PROBS, LABELS, n_bins=10).count.sum() == 3
+    assert U.reliability_diagram(PROBS, LABELS, n_bins=10).counts.sum() == 3
 
 
 def test_reliability_plot_draws_bars():
@@ -90,7 +90,7 @@ def test_reliability_plot_draws_bars():
     matplotlib.use("Agg")
     diagram = U.reliability_diagram(PROBS, LABELS, n_bins=10)
     ax = U.plot_reliability_diagram(diagram, title="t")
-    assert len(ax.patches) == int((diagram.count > 0).sum()) == 3 and ax.get_title() == "t"
+    assert len(ax.patches) == int((diagram.counts > 0).sum()) == 3 and ax.get_title() == "t"
 
 
 def test_ood_matches_sklearn():
@@ -154,7 +154,7 @@ def test_bad_inputs():
         U.brier_score(PROBS, torch.tensor([0, 2, 1]))
     with pytest.raises(ValueError, match=r"targets must have shape \(2,\)"):
         U.rmse(torch.zeros(3, 2), torch.zeros(3))
-    with pytest.raises(ValueError, match="tau .* must be a float > 0"):
+    with pytest.raises(ValueError, match=r"tau .* must be a float > 0"):
         U.total_variance(torch.zeros(3, 2), tau=0.0)
     with pytest.raises(ValueError, match="n_bins must be an int >= 1"):
         U.expected_calibration_error(PROBS, LABELS, n_bins=0)

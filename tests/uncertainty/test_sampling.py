@@ -160,7 +160,7 @@ def test_bad_inputs():
         sample(nn.Sequential(nn.Linear(5, 2), nn.Dropout(0.5)), _x())
     with pytest.raises(ValueError, match="reduce must be None"):
         sample(net, _x(), reduce="median")
-    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         sample(lambda t: t, _x())  # type: ignore[arg-type]
 
     class Unused(nn.Module):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import nn
 
@@ -33,7 +33,7 @@ def is_mc_capable(module: nn.Module) -> bool:
     return isinstance(module, DropoutModule) or callable(getattr(module, "set_mc_mode", None))
 
 
-class mc_mode:  # noqa: N801 - used like a function, as torch.no_grad is
+class mc_mode:
     """Put ``model`` in MC mode: dropkit dropout samples, every other module is in eval mode.
 
     Dropout modules (:class:`~dropkit.nn.DropoutModule` and :class:`MCCapable` modules) sample
@@ -66,16 +66,17 @@ class mc_mode:  # noqa: N801 - used like a function, as torch.no_grad is
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self._training = [(module, module.training) for module in model.modules()]
-        self._mc_previous: list[tuple[MCCapable, bool]] = []
+        self._mc_previous: list[tuple[Any, bool]] = []
         for module in model.modules():
             module.training = isinstance(module, DropoutModule)
             if not isinstance(module, DropoutModule) and is_mc_capable(module):
-                self._mc_previous.append((module, bool(module.set_mc_mode(True))))  # type: ignore[operator]
+                switch: Any = module
+                self._mc_previous.append((switch, bool(switch.set_mc_mode(True))))
 
     def restore(self) -> None:
         """Put back every module's training flag and MC setting as they were before."""
-        for module, previous in reversed(self._mc_previous):
-            module.set_mc_mode(previous)
+        for switch, previous in reversed(self._mc_previous):
+            switch.set_mc_mode(previous)
         self._mc_previous = []
         for module, training in self._training:
             module.training = training

@@ -168,13 +168,13 @@ def brier_score(probs: Tensor, labels: Tensor) -> Tensor:
 
 
 class ReliabilityDiagram(NamedTuple):
-    """Per-bin data of a reliability diagram; empty bins have ``count == 0`` and NaN values."""
+    """Per-bin data of a reliability diagram; empty bins have ``counts == 0`` and NaN values."""
 
     lower: Tensor
     upper: Tensor
     confidence: Tensor
     accuracy: Tensor
-    count: Tensor
+    counts: Tensor
 
 
 def _check_bins(n_bins: int, binning: str) -> None:
@@ -213,10 +213,10 @@ def reliability_diagram(
         groups = list(torch.tensor_split(confidence.argsort(), n_bins))
         lower = _per_group(confidence, groups, "min")
         upper = _per_group(confidence, groups, "max")
-    count = torch.tensor([len(g) for g in groups], dtype=torch.int64)
+    counts = torch.tensor([len(g) for g in groups], dtype=torch.int64)
     return ReliabilityDiagram(
         lower.to(torch.float64).cpu(), upper.to(torch.float64).cpu(),
-        _per_group(confidence, groups, "mean"), _per_group(correct, groups, "mean"), count,
+        _per_group(confidence, groups, "mean"), _per_group(correct, groups, "mean"), counts,
     )  # fmt: skip
 
 
@@ -227,8 +227,8 @@ def expected_calibration_error(
     :func:`reliability_diagram` (Naeini et al. 2015; Guo et al. 2017); ``"adaptive"`` bins
     give the adaptive ECE of Nixon et al. 2019."""
     diagram = reliability_diagram(probs, labels, n_bins=n_bins, binning=binning)
-    filled = diagram.count > 0
-    weights = diagram.count[filled].to(torch.float64) / diagram.count.sum()
+    filled = diagram.counts > 0
+    weights = diagram.counts[filled].to(torch.float64) / diagram.counts.sum()
     gaps = (diagram.accuracy[filled] - diagram.confidence[filled]).abs()
     return (weights * gaps).sum()
 
@@ -242,7 +242,7 @@ def plot_reliability_diagram(
 
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
-    filled = diagram.count > 0
+    filled = diagram.counts > 0
     lower, upper = diagram.lower[filled].numpy(), diagram.upper[filled].numpy()
     widths = (upper - lower).clip(min=0.01)
     ax.bar(lower, diagram.accuracy[filled].numpy(), width=widths, align="edge",

@@ -146,7 +146,7 @@ def _make_reducer(reduce: str | Reducer | None) -> Reducer | None:
         raise ValueError(
             f"reduce must be None, a Reducer or one of {tuple(_REDUCERS)}, got {reduce!r}"
         )
-    return _REDUCERS[reduce]()  # type: ignore[no-any-return]
+    return _REDUCERS[reduce]()
 
 
 def _check_positive_int(value: object, name: str) -> int:
