@@ -279,9 +279,7 @@ def _train_and_score(
     model = _StackedMLP(tasks[0].train_x.shape[1], n_hidden, rates, generator, train_masks)
     train_x = torch.stack([t.train_x for t in tasks])  # (G, N, D)
     train_y = torch.stack([t.train_y for t in tasks])  # (G, N)
-    reg = torch.tensor(
-        [LENGTH_SCALE**2 * (1 - t.rate) / (2.0 * n_train * t.tau) for t in tasks]
-    )
+    reg = torch.tensor([LENGTH_SCALE**2 * (1 - t.rate) / (2.0 * n_train * t.tau) for t in tasks])
     optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     networks = torch.arange(len(tasks)).unsqueeze(1)
     model.train()
@@ -381,9 +379,7 @@ def run_dataset(
         _task(data, data.train_indices[k], data.test_indices[k], *chosen[k])
         for k in range(n_splits)
     ]
-    test = _train_and_score(
-        test_tasks, data.n_hidden, epochs, mc_samples, seed + 1, train_masks
-    )
+    test = _train_and_score(test_tasks, data.n_hidden, epochs, mc_samples, seed + 1, train_masks)
     return UCIResult(
         name=data.name,
         rmse=test.rmse,
