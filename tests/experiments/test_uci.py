@@ -101,7 +101,7 @@ def test_protocol_end_to_end_on_two_splits(yacht, monkeypatch, train_masks):
     # A Gaussian log-likelihood can never exceed log N(0; 0, 1/tau) at the chosen tau.
     for ll, (_, tau) in zip(result.log_likelihood, result.chosen, strict=True):
         assert ll <= 0.5 * math.log(tau / (2 * math.pi))
-    mean, se = result.rmse_mean_se
+    _, se = result.rmse_mean_se
     assert se == pytest.approx(abs(result.rmse[0] - result.rmse[1]) / 2 / math.sqrt(2))
     table = uci.format_table([result])
     assert "yacht" in table and "1.11 ± 0.38" in table

@@ -40,9 +40,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from dropkit import _mc_context
+from dropkit import _mc_context, rng
 from dropkit import functional as F
-from dropkit import rng
 from dropkit.nn._base import DropoutModule
 from dropkit.uncertainty import sample
 
@@ -153,6 +152,8 @@ class _NetworkDropout(DropoutModule):
     functional call; each rate draws from its own range of element indices (``offset``), so
     no two networks share a mask.
     """
+
+    rates: Tensor
 
     def __init__(
         self, rates: Sequence[float], *, seed: int, train_generator: torch.Generator | None = None
@@ -295,8 +296,8 @@ def _train_and_score(
             (squared_error + decay).sum().backward()
             optimiser.step()
     # Evaluate every network on its own rows; pad to a common row count.
-    rows = max(len(t.eval_y) for t in tasks)
-    eval_x = torch.zeros(rows, len(tasks), tasks[0].eval_x.shape[1])
+    eval_rows = max(len(t.eval_y) for t in tasks)
+    eval_x = torch.zeros(eval_rows, len(tasks), tasks[0].eval_x.shape[1])
     for g, t in enumerate(tasks):
         eval_x[: len(t.eval_y), g] = t.eval_x
     draws = sample(model, eval_x, samples=mc_samples, seed=seed)  # (T, rows, G)
