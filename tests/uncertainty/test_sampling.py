@@ -175,3 +175,25 @@ def test_bad_inputs():
     unused = Unused()
     with pytest.raises(ValueError, match="made no dropkit dropout call"):
         sample(unused, _x())
+
+
+@pytest.mark.parametrize(
+    "dropout",
+    [
+        lambda: dropkit.nn.SpatialDropout2d(0.5),
+        lambda: dropkit.nn.GaussianDropout(0.3),
+        lambda: dropkit.nn.AlphaDropout(0.3),
+    ],
+    ids=["spatial", "gaussian", "alpha"],
+)
+def test_every_primitive_samples_per_sample_and_is_chunk_invariant(dropout):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.BatchNorm2d(4), dropout()).eval()
+    x = torch.randn(3, 4, 5, 5)
+    whole = sample(net, x, samples=6, seed=1, batch_budget=2**30)
+    assert whole.shape == (6, 3, 4, 5, 5)
+    assert not torch.equal(whole[0], whole[1])
+    assert torch.equal(whole, sample(net, x, samples=6, seed=1, batch_budget=30_000))
+    if isinstance(net[1], dropkit.nn.SpatialDropout2d):
+        zero = (whole == 0).flatten(3)
+        assert torch.equal(zero.all(-1), zero.any(-1))  # whole channels dropped
