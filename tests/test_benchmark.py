@@ -48,3 +48,42 @@ def test_cli_bench_writes_json(tmp_path, capsys):
 def test_cli_bad_arguments_exit_2(capsys):
     assert main(["bench", "--ops", "nope", "--sizes", "16", "--min-time", "0.01"]) == 2
     assert "ops must be among" in capsys.readouterr().err
+
+
+def test_dropout_suite_providers_ratios_and_held_bytes():
+    results = benchmark.run_dropout_benchmarks(
+        sizes=[4096], dtypes=[torch.float32], threads=[1], rates=[0.5], min_time_s=0.0,
+        min_repeats=3,
+    )  # fmt: skip
+    cells = {(r.provider, r.pass_name): r for r in results}
+    assert set(cells) == {
+        *(
+            (p, s)
+            for p in ("dropkit", "torch", "torch.compile", "x*2.0")
+            for s in ("fwd", "fwd+bwd")
+        ),
+        ("dropkit out=", "fwd"),
+        ("copy", "fwd"),
+    }
+    for (provider, pass_name), r in cells.items():
+        assert r.threads == 1 and r.p == 0.5 and r.repeats >= 3
+        assert r.q25_ms <= r.median_ms <= r.q75_ms
+        floor = cells[(benchmark.DROPOUT_FLOORS[provider], pass_name)]
+        assert abs(r.ratio_to_floor - r.median_ms / floor.median_ms) < 1e-9
+    assert cells[("dropkit", "fwd")].held_bytes_per_element * 4096 <= 64  # three 0-d tensors
+    assert cells[("torch", "fwd")].held_bytes_per_element >= 1
+    table = benchmark.format_dropout_table(results)
+    assert "torch.compile" in table and "dropkit out=" in table and "fwd+bwd" in table
+
+
+def test_cli_dropout_suite_threads_and_rates(tmp_path):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--suite", "dropout", "--sizes", "2^10", "--dtypes", "bf16",
+                 "--threads", "1", "2", "--rates", "0.1", "--min-time", "0",
+                 "--output", str(out)])  # fmt: skip
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert {(r["threads"], r["dtype"]) for r in payload["results"]} == {
+        (1, "bfloat16"),
+        (2, "bfloat16"),
+    }

@@ -53,7 +53,8 @@ def test_functional_and_nn_api():
 def test_core_import_pulls_no_optional_dependency():
     code = (
         "import sys, dropkit, dropkit.nn, dropkit.functional; "
-        "heavy = {'matplotlib', 'sklearn', 'scipy', 'optuna', 'rich', 'triton', 'pandas'}; "
+        "heavy = {'matplotlib', 'sklearn', 'scipy', 'optuna', 'rich', 'triton', 'pandas', "
+        "'numba', 'llvmlite'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

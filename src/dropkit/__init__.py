@@ -4,19 +4,39 @@ Every mask is a pure function of ``(seed, step, element index)`` through Philox4
 is stored for backward, and masks are bit-identical on every device and for any batch split.
 """
 
-from dropkit import functional, kernels, nn, rng, uncertainty
+from typing import Any
+
+from dropkit import functional, kernels, nn, rng, schedules, surgery, uncertainty
 from dropkit.rng import p_eff
+from dropkit.surgery import audit, summary
 from dropkit.uncertainty import mc_mode
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "audit",
     "functional",
+    "integrations",
     "kernels",
     "mc_mode",
     "nn",
     "p_eff",
     "rng",
+    "schedules",
+    "summary",
+    "surgery",
+    "testing",
     "uncertainty",
 ]
+
+_LAZY = ("integrations", "testing")
+
+
+def __getattr__(name: str) -> Any:
+    # testing and integrations are for test suites and training loops: imported on first use.
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"dropkit.{name}")
+    raise AttributeError(f"module 'dropkit' has no attribute {name!r}")

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from dropkit import rng
 
-__all__ = ["SampleContext", "current", "per_sample", "sample_steps", "sampling"]
+__all__ = ["SampleContext", "active", "current", "per_sample", "sample_steps", "sampling"]
 
 _STEP_MASK = 2**63 - 1
 # Philox step of the stream that turns a sampling seed and a sample index into a base step, so
@@ -59,6 +59,11 @@ _current: contextvars.ContextVar[SampleContext | None] = contextvars.ContextVar(
 def current() -> SampleContext | None:
     """The active sampling context, or None outside :func:`dropkit.uncertainty.sample`."""
     return _current.get()
+
+
+def active() -> bool:
+    """Whether dropout calls are being sampled per MC sample (never inside a compiled graph)."""
+    return not torch.compiler.is_compiling() and _current.get() is not None
 
 
 def sample_steps(seed: int, first: int, count: int) -> Tensor:

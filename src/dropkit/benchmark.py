@@ -1,9 +1,18 @@
 """Speed and memory of dropkit's ops against PyTorch and the memory-copy floor, in one run.
 
-For each op, size, dtype and pass (``fwd``, ``fwd+bwd``) this times three providers in the same
-process: ``dropkit``, ``torch`` (PyTorch's own op or the usual composition) and ``copy`` (an
-allocating copy of the same bytes: the floor, one copy forward and one more backward). It
-reports medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
+Two suites:
+
+* **ops** (:func:`run_benchmarks`): for each op, size, dtype and pass (``fwd``, ``fwd+bwd``)
+  three providers in the same process: ``dropkit``, ``torch`` (PyTorch's own op or the usual
+  composition) and ``copy`` (an allocating copy of the same bytes: the floor, one copy forward
+  and one more backward).
+* **dropout** (:func:`run_dropout_benchmarks`): plain dropout over sizes, dtypes, thread counts
+  and rates against every reference point at once: ``torch.nn.functional.dropout``,
+  ``torch.compile(F.dropout)``, an allocating ``x * 2.0`` (floor of an allocating op), a copy
+  into a preallocated tensor (floor of an ``out=`` op) and dropkit's ``out=`` path. Providers
+  are timed round-robin, so a burst of noise from other processes hits all of them alike.
+
+Both report medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
 bytes each provider holds for backward (from the autograd saved-tensor hooks).
 """
 
@@ -25,7 +34,15 @@ from torch import Tensor
 import dropkit.functional as F
 from dropkit import kernels
 
-__all__ = ["BenchResult", "format_table", "held_bytes", "run_benchmarks", "time_call"]
+__all__ = [
+    "BenchResult",
+    "format_dropout_table",
+    "format_table",
+    "held_bytes",
+    "run_benchmarks",
+    "run_dropout_benchmarks",
+    "time_call",
+]
 
 OpFn = Callable[[Tensor], Tensor]
 RATE = 0.1
@@ -48,6 +65,8 @@ class BenchResult:
     ratio_to_floor: float = math.nan
     ratio_to_torch: float = math.nan
     extra: dict[str, str] = field(default_factory=dict)
+    threads: int = 0
+    p: float = RATE
 
 
 def _synchronize(device: torch.device) -> None:
@@ -256,3 +275,227 @@ def write_json(results: Sequence[BenchResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"environment": environment(), "results": [asdict(r) for r in results]}
     path.write_text(json.dumps(payload, indent=2))
+
+
+# -- the dropout suite: every reference point, round-robin -------------------------------------
+
+#: Providers of :func:`run_dropout_benchmarks`, and the floor each one is compared with.
+DROPOUT_FLOORS = {
+    "dropkit": "x*2.0",
+    "torch": "x*2.0",
+    "torch.compile": "x*2.0",
+    "x*2.0": "x*2.0",
+    "dropkit out=": "copy",
+    "copy": "copy",
+}
+
+
+def _quartiles(times: Sequence[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return q[0], statistics.median(times), q[2]
+
+
+def _round_robin(
+    calls: dict[tuple[str, str], Callable[[], object]],
+    device: torch.device,
+    *,
+    min_time_s: float,
+    min_repeats: int,
+    max_repeats: int,
+) -> dict[tuple[str, str], list[float]]:
+    """Time every call once per round, until each has ``min_repeats`` samples and the rounds
+    took ``min_time_s`` per call (at most ``max_repeats`` rounds)."""
+    for call in calls.values():
+        call()
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in calls}
+    started = time.perf_counter()
+    for round_index in range(max_repeats):
+        if round_index >= min_repeats and (
+            time.perf_counter() - started >= min_time_s * len(calls)
+        ):
+            break
+        for key, call in calls.items():
+            _synchronize(device)
+            start = time.perf_counter()
+            call()
+            _synchronize(device)
+            times[key].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _dropout_providers(
+    x: Tensor, rate: float, steps: Callable[[], int], compiled: Callable[..., Tensor]
+) -> tuple[dict[str, OpFn], dict[str, Callable[[], object]]]:
+    """Differentiable providers (timed fwd and fwd+bwd) and forward-only ones."""
+    differentiable: dict[str, OpFn] = {
+        "dropkit": lambda t: F.dropout(t, rate, seed=1, step=steps()),
+        "torch": lambda t: torch_functional.dropout(t, rate, training=True),
+        "torch.compile": lambda t: compiled(t, rate, training=True),
+        "x*2.0": lambda t: t * 2.0,
+    }
+    out = torch.empty_like(x)
+    forward_only: dict[str, Callable[[], object]] = {
+        "dropkit out=": lambda: F.dropout(x, rate, seed=1, step=steps(), out=out),
+        "copy": lambda: out.copy_(x),
+    }
+    return differentiable, forward_only
+
+
+def run_dropout_benchmarks(
+    *,
+    sizes: Sequence[int] = (1 << 16, 1 << 20),
+    dtypes: Sequence[torch.dtype] = (torch.float32, torch.bfloat16),
+    threads: Sequence[int] | None = None,
+    rates: Sequence[float] = (RATE,),
+    device: str | torch.device = "cpu",
+    min_time_s: float = 0.1,
+    min_repeats: int = 7,
+    max_repeats: int = 200,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Time dropout against PyTorch, torch.compile and the two floors, in one run per cell.
+
+    One cell per (size, dtype, threads, rate); in each, the providers of
+    :data:`DROPOUT_FLOORS` are timed round-robin (fwd, and fwd+bwd for the differentiable
+    ones: the floor of fwd+bwd is two allocating multiplies). ``threads=None`` keeps the
+    current ``torch.get_num_threads()``.
+    """
+    device = torch.device(device)
+    thread_counts = [torch.get_num_threads()] if threads is None else list(threads)
+    previous_threads = torch.get_num_threads()
+    steps = _step_counter()
+    # One compiled function for the whole run: it recompiles for a new dtype or rate only.
+    compiled = torch.compile(torch_functional.dropout)
+    results: list[BenchResult] = []
+    try:
+        for thread_count in thread_counts:
+            torch.set_num_threads(thread_count)
+            for dtype in dtypes:
+                for numel in sizes:
+                    for rate in rates:
+                        if progress is not None:
+                            progress(
+                                f"dropout {str(dtype).removeprefix('torch.')} n={numel} "
+                                f"threads={thread_count} p={rate}"
+                            )
+                        results.extend(
+                            _dropout_cell(
+                                numel, dtype, thread_count, rate, device, steps, compiled,
+                                min_time_s=min_time_s, min_repeats=min_repeats,
+                                max_repeats=max_repeats,
+                            )
+                        )  # fmt: skip
+    finally:
+        torch.set_num_threads(previous_threads)
+    return results
+
+
+def _dropout_cell(
+    numel: int,
+    dtype: torch.dtype,
+    thread_count: int,
+    rate: float,
+    device: torch.device,
+    steps: Callable[[], int],
+    compiled: Callable[..., Tensor],
+    *,
+    min_time_s: float,
+    min_repeats: int,
+    max_repeats: int,
+) -> list[BenchResult]:
+    x = torch.randn(numel, device=device).to(dtype)
+    grad = torch.ones_like(x)
+    differentiable, forward_only = _dropout_providers(x, rate, steps, compiled)
+    calls: dict[tuple[str, str], Callable[[], object]] = {}
+    for provider, fn in differentiable.items():
+        leaf = x.detach().requires_grad_(provider != "x*2.0")
+
+        def forward(fn: OpFn = fn, leaf: Tensor = leaf) -> None:
+            with torch.no_grad():
+                fn(leaf)
+
+        def forward_backward(fn: OpFn = fn, leaf: Tensor = leaf) -> None:
+            fn(leaf).backward(grad)
+            leaf.grad = None
+
+        def multiply_twice() -> None:  # floor of fwd+bwd: one allocating op each way
+            x * 2.0
+            grad * 2.0
+
+        calls[(provider, "fwd")] = forward
+        calls[(provider, "fwd+bwd")] = multiply_twice if provider == "x*2.0" else forward_backward
+    for provider, call in forward_only.items():
+
+        def forward_no_grad(call: Callable[[], object] = call) -> None:
+            with torch.no_grad():
+                call()
+
+        calls[(provider, "fwd")] = forward_no_grad
+    compile_started = time.perf_counter()
+    calls[("torch.compile", "fwd+bwd")]()  # compiles forward and backward graphs
+    calls[("torch.compile", "fwd")]()
+    compile_s = time.perf_counter() - compile_started
+    times = _round_robin(
+        calls, device, min_time_s=min_time_s, min_repeats=min_repeats, max_repeats=max_repeats
+    )
+    held = {
+        provider: (held_bytes(fn, x) if provider != "x*2.0" else 0)
+        for provider, fn in differentiable.items()
+    }
+    cells: dict[tuple[str, str], BenchResult] = {}
+    for (provider, pass_name), samples in times.items():
+        q25, median, q75 = _quartiles(samples)
+        cells[(provider, pass_name)] = BenchResult(
+            op="dropout",
+            provider=provider,
+            dtype=str(dtype).removeprefix("torch."),
+            numel=numel,
+            pass_name=pass_name,
+            median_ms=median,
+            q25_ms=q25,
+            q75_ms=q75,
+            repeats=len(samples),
+            held_bytes_per_element=held.get(provider, 0) / numel,
+            threads=thread_count,
+            p=rate,
+            extra={"torch_compile_first_call_s": f"{compile_s:.2f}"}
+            if provider == "torch.compile"
+            else {},
+        )
+    for (provider, pass_name), cell in cells.items():
+        cell.ratio_to_floor = (
+            cell.median_ms / cells[(DROPOUT_FLOORS[provider], pass_name)].median_ms
+        )
+        cell.ratio_to_torch = cell.median_ms / cells[("torch", pass_name)].median_ms
+    return list(cells.values())
+
+
+def format_dropout_table(results: Sequence[BenchResult]) -> str:
+    """One row per (dtype, size, threads, p, pass): median ms [IQR] per provider, then dropkit's
+    ratios (to the floor, and PyTorch's time over dropkit's) and bytes held per element."""
+    providers = list(DROPOUT_FLOORS)
+    header = f"{'dtype':<9}{'numel':>9}{'thr':>4}{'p':>5} {'pass':<8}" + "".join(
+        f"{name:>15}" for name in providers
+    )
+    header += f"{'dk/floor':>9}{'pt/dk':>7}{'out/copy':>9}  {'held B/el dk|pt':<15}"
+    lines = [header, "-" * len(header)]
+    rows: dict[tuple[str, int, int, float, str], dict[str, BenchResult]] = {}
+    for r in results:
+        rows.setdefault((r.dtype, r.numel, r.threads, r.p, r.pass_name), {})[r.provider] = r
+    for (dtype, numel, threads, rate, pass_name), cells in rows.items():
+        row = f"{dtype:<9}{numel:>9}{threads:>4}{rate:>5} {pass_name:<8}"
+        for name in providers:
+            cell = cells.get(name)
+            row += (
+                f"{cell.median_ms:>8.2f}±{(cell.q75_ms - cell.q25_ms) / 2:<6.2f}"
+                if cell
+                else " " * 15
+            )
+        dk = cells["dropkit"]
+        out_ratio = cells["dropkit out="].ratio_to_floor if "dropkit out=" in cells else math.nan
+        held = f"{dk.held_bytes_per_element:.2f}|{cells['torch'].held_bytes_per_element:.2f}"
+        row += f"{dk.ratio_to_floor:>8.2f}x{1 / dk.ratio_to_torch:>6.1f}x{out_ratio:>8.2f}x  {held}"
+        lines.append(row)
+    lines.append("ms: median ± half the inter-quartile range; floors: 'x*2.0' (allocating) for "
+                 "dropkit, 'copy' (preallocated) for dropkit out=")  # fmt: skip
+    return "\n".join(lines)

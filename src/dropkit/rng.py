@@ -47,6 +47,7 @@ __all__ = [
     "step_tensor",
     "threshold",
     "uniform",
+    "uniforms_to_normal",
     "words_to_normal",
     "words_to_uniform",
 ]
@@ -228,7 +229,7 @@ def _element_words(
 
 
 def _shape_numel(shape: Sequence[int]) -> int:
-    return math.prod(int(s) for s in shape)
+    return math.prod([int(s) for s in shape])  # a list: torch.compile cannot trace a genexpr here
 
 
 def keep_mask(
@@ -269,14 +270,19 @@ def words_to_normal(words: Tensor) -> Tensor:
 
     Words (0, 1) give normals 0 and 1 (cos, sin); words (2, 3) give normals 2 and 3.
     """
-    u = words_to_uniform(words)
+    return uniforms_to_normal(words_to_uniform(words))
+
+
+def uniforms_to_normal(u: Tensor) -> Tensor:
+    """The Box-Muller half of :func:`words_to_normal`: float32 uniforms ``(..., 4)`` (as
+    :func:`words_to_uniform` gives them) to normals, pairs (0, 1) and (2, 3)."""
     radius_u = torch.clamp_min(u[..., 0::2], NORMAL_U_MIN)
     angle_u = u[..., 1::2]
     angle = torch.tensor(TWO_PI, dtype=torch.float32) * angle_u
     radius = torch.sqrt(torch.tensor(-2.0, dtype=torch.float32) * torch.log(radius_u))
     cos_part = radius * torch.cos(angle)
     sin_part = radius * torch.sin(angle)
-    return torch.stack((cos_part, sin_part), dim=-1).reshape(words.shape)
+    return torch.stack((cos_part, sin_part), dim=-1).reshape(u.shape)
 
 
 def uniform(

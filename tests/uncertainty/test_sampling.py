@@ -197,3 +197,26 @@ def test_every_primitive_samples_per_sample_and_is_chunk_invariant(dropout):
     if isinstance(net[1], dropkit.nn.SpatialDropout2d):
         zero = (whole == 0).flatten(3)
         assert torch.equal(zero.all(-1), zero.any(-1))  # whole channels dropped
+
+
+def test_surgery_routed_functional_dropout_samples_reproducibly():
+    """F.dropout inside a plain torch model, routed by surgery, takes part in MC sampling."""
+    from dropkit.surgery import route_functional
+
+    class Plain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(6, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.dropout(self.linear(x), 0.5, self.training)
+
+    torch.manual_seed(0)
+    net = Plain().double().eval()
+    route_functional(net, seed=3)
+    x = torch.ones(5, 6, dtype=torch.float64)
+    whole = sample(net, x, samples=6, seed=2)
+    assert not torch.equal(whole[0], whole[1])
+    assert (whole == 0).any()
+    _close(whole, sample(net, x, samples=6, seed=2, batch_budget=3_000))
+    assert not net.training

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from dropkit import _mc_context, rng
@@ -37,6 +38,25 @@ def _result(x: Tensor, y: Tensor, inplace: bool) -> Tensor:
     return x.copy_(y) if inplace else y
 
 
+def _check_out(out: object, x: Tensor, inplace: bool) -> Tensor:
+    """Validate ``out=``: a tensor like ``x``, not combined with ``inplace``, no autograd."""
+    if not isinstance(out, Tensor):
+        raise TypeError(f"out must be a torch.Tensor or None, got {type(out).__name__}")
+    if inplace:
+        raise ValueError("out and inplace=True cannot be combined; pass one of them")
+    if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(
+            f"out must have the input's shape, dtype and device {tuple(x.shape)}, {x.dtype}, "
+            f"{x.device}; got {tuple(out.shape)}, {out.dtype}, {out.device}"
+        )
+    if torch.is_grad_enabled() and (x.requires_grad or out.requires_grad):
+        raise RuntimeError(
+            "dropout(): functions with out=... arguments don't support automatic "
+            "differentiation, but one of the arguments requires grad"
+        )
+    return out
+
+
 def _prepare(
     x: Tensor, seed: rng.SeedLike | None, step: rng.StepLike, offset: int
 ) -> tuple[Tensor, Tensor, int]:
@@ -55,6 +75,7 @@ def dropout(
     step: rng.StepLike = 0,
     offset: int = 0,
     inplace: bool = False,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Zero each element of ``x`` with probability ``p`` (see :class:`dropkit.nn.Dropout`).
 
@@ -64,29 +85,45 @@ def dropout(
     over its size-1 dimensions. ``offset`` is the mask index of this tensor's first element in a
     larger logical tensor.
 
+    ``out=`` writes the result into a preallocated tensor (no autograd, like PyTorch's ``out=``
+    variants); ``inplace=True`` overwrites ``x``. Where autograd does not record (inference,
+    ``torch.no_grad()``), neither allocates a temporary.
+
     Example:
         >>> y = dropout(torch.ones(8), 0.5, seed=0)
     """
     check_floating(x)
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if out is not None:
+        out = _check_out(out, x, inplace)
     rate = as_rate(p, x)
-    if not isinstance(p, Tensor) and p == 0 and mode == "inverted":
-        return x
+    if (not isinstance(p, Tensor) and p == 0 and mode == "inverted") or (
+        not training and mode == "inverted"
+    ):
+        return x if out is None else out.copy_(x)
     if not training:
-        if mode == "inverted":
-            return x
         cd = compute_dtype(x.dtype)
         keep_prob = keep_probability(rng.threshold_tensor(rate), cd)
-        return _result(x, (x.to(cd) * keep_prob).to(x.dtype), inplace)
+        y = (x.to(cd) * keep_prob).to(x.dtype)
+        return _result(x, y, inplace) if out is None else out.copy_(y)
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
-    y = _mc_context.per_sample(
-        x, step_t, mask_shape,
-        lambda part, part_step, part_shape: _ops.dropout(
-            part, rate, seed_t, part_step, offset, part_shape, mode == "inverted"
-        ),
-    )  # fmt: skip
+    inverted = mode == "inverted"
+    if _mc_context.active():
+        y = _mc_context.per_sample(
+            x, step_t, mask_shape,
+            lambda part, part_step, part_shape: _ops.dropout(
+                part, rate, seed_t, part_step, offset, part_shape, inverted
+            ),
+        )  # fmt: skip
+        return _result(x, y, inplace) if out is None else out.copy_(y)
+    records_grad = torch.is_grad_enabled() and x.requires_grad
+    if out is not None or (inplace and not records_grad):
+        target = x if out is None else out
+        _ops.dropout_out(x, rate, seed_t, step_t, offset, mask_shape, inverted, target)
+        return target
+    y = _ops.dropout(x, rate, seed_t, step_t, offset, mask_shape, inverted)
     return _result(x, y, inplace)
 
 

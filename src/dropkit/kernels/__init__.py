@@ -186,3 +186,22 @@ def backend_for(x: Tensor, op: str) -> Any:
         if backend is not None and _can_run(backend, op, x):
             return backend
     return _REFERENCE
+
+
+def _load_triton_backend() -> Any:
+    """Build the Triton backend; raises ImportError (reference fallback) without triton."""
+    from dropkit.kernels.triton import TritonBackend
+
+    return TritonBackend()
+
+
+register_lazy_backend("triton", _load_triton_backend, device_types=("cuda",))
+
+
+def _load_cpu_backend() -> Any:
+    from dropkit.kernels.cpu import CPUBackend  # imports numba: only on first use
+
+    return CPUBackend()
+
+
+register_lazy_backend("cpu", _load_cpu_backend, device_types=("cpu",))

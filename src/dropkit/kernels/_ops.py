@@ -17,7 +17,13 @@ from torch import Tensor
 
 from dropkit.kernels import backend_for
 
-__all__ = ["alpha_dropout", "alpha_dropout_backward", "dropout", "gaussian_dropout"]
+__all__ = [
+    "alpha_dropout",
+    "alpha_dropout_backward",
+    "dropout",
+    "dropout_out",
+    "gaussian_dropout",
+]
 
 
 def _empty_like(x: Tensor, *args: Any) -> Tensor:
@@ -60,6 +66,25 @@ def _dropout_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
 
 
 dropout.register_autograd(_dropout_backward, setup_context=_save_rng)
+
+
+@torch.library.custom_op("dropkit::dropout_out", mutates_args=("out",))
+def dropout_out(
+    x: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+    out: Tensor,
+) -> None:
+    """:func:`dropout` written into ``out`` (may be ``x`` itself: in-place, no temporary).
+
+    Not differentiable (like PyTorch's ``out=`` variants): the functional layer uses it only
+    where autograd does not record.
+    """
+    backend_for(x, "dropout_out").dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
 
 
 @torch.library.custom_op("dropkit::gaussian_dropout", mutates_args=())

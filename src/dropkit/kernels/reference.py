@@ -17,8 +17,11 @@ from torch import Tensor
 from dropkit import rng
 
 __all__ = [
+    "ACTIVATIONS",
     "ALPHA_PRIME",
     "ReferenceBackend",
+    "activate",
+    "activation_backward",
     "alpha_constants",
     "compute_dtype",
     "dropout_scale",
@@ -68,6 +71,36 @@ def gaussian_std(rate: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.sqrt(p / (1.0 - p)).to(dtype)
 
 
+#: Activations of the fused ops; ``"identity"`` is bias-dropout-add without an activation.
+ACTIVATIONS = ("identity", "gelu", "gelu_tanh", "relu", "silu")
+
+
+def activate(h: Tensor, activation: str) -> Tensor:
+    """PyTorch's own activation ``activation`` (one of :data:`ACTIVATIONS`) applied to ``h``."""
+    if activation == "gelu":
+        return torch.nn.functional.gelu(h)
+    if activation == "gelu_tanh":
+        return torch.nn.functional.gelu(h, approximate="tanh")
+    if activation == "relu":
+        return torch.relu(h)
+    if activation == "silu":
+        return torch.nn.functional.silu(h)
+    return h
+
+
+def activation_backward(grad: Tensor, h: Tensor, activation: str) -> Tensor:
+    """``grad * activation'(h)`` with PyTorch's own backward formulas."""
+    if activation == "gelu":
+        return torch.ops.aten.gelu_backward(grad, h, approximate="none")
+    if activation == "gelu_tanh":
+        return torch.ops.aten.gelu_backward(grad, h, approximate="tanh")
+    if activation == "relu":
+        return torch.ops.aten.threshold_backward(grad, h, 0)
+    if activation == "silu":
+        return torch.ops.aten.silu_backward(grad, h)
+    return grad
+
+
 def _broadcast_mask(mask: Tensor, x: Tensor) -> Tensor:
     return mask.expand(x.shape)
 
@@ -90,6 +123,10 @@ class ReferenceBackend:
         )
         return (halves >= limit).reshape(tuple(mask_shape))
 
+    @staticmethod
+    def normal(seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]) -> Tensor:
+        return rng.normal(mask_shape, seed=seed, step=step, offset=offset, device=seed.device)
+
     def dropout(
         self,
         x: Tensor,
@@ -100,8 +137,21 @@ class ReferenceBackend:
         mask_shape: Sequence[int],
         scale: bool,
     ) -> Tensor:
+        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, torch.empty_like(x))
+
+    def dropout_out(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        scale: bool,
+        out: Tensor,
+    ) -> Tensor:
+        """:meth:`dropout` written into ``out`` (which may be ``x`` itself); returns ``out``."""
         keep = _broadcast_mask(self.keep(rate, seed, step, offset, mask_shape), x)
-        out = torch.empty_like(x)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         if scale:
             cd = compute_dtype(x.dtype)
@@ -153,6 +203,60 @@ class ReferenceBackend:
         mask_shape: Sequence[int],
     ) -> Tensor:
         cd = compute_dtype(x.dtype)
-        noise = rng.normal(mask_shape, seed=seed, step=step, offset=offset, device=seed.device)
+        noise = self.normal(seed, step, offset, mask_shape)
         factor = 1.0 + gaussian_std(rate, cd) * noise.to(cd)
         return torch.empty_like(x).copy_(x.to(cd) * factor)
+
+    def bias_act_dropout_add(
+        self,
+        x: Tensor,
+        bias: Tensor | None,
+        residual: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> Tensor:
+        """``residual + where(keep, act(x + bias) * s, 0)`` with float32 (or float64)
+        intermediates, rounded once; ``keep`` is the mask :meth:`dropout` draws for ``x``."""
+        keep = self.keep(rate, seed, step, offset, x.shape)
+        cd = compute_dtype(x.dtype)
+        factor = dropout_scale(rng.threshold_tensor(rate), cd)
+        h = x.to(cd) if bias is None else x.to(cd) + bias.to(cd)
+        zero = torch.zeros((), dtype=cd, device=x.device)
+        y = torch.where(keep, activate(h, activation) * factor, zero)
+        if residual is not None:
+            y = residual.to(cd) + y
+        return torch.empty_like(x).copy_(y)
+
+    def bias_act_dropout_backward(
+        self,
+        grad: Tensor,
+        x: Tensor | None,
+        bias: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> tuple[Tensor, Tensor]:
+        """Gradients with respect to the pre-activation ``h = x + bias``,
+        ``where(keep, grad * s, 0) * act'(h)`` (in ``grad``'s dtype), and to the bias: that
+        float32 (or float64) gradient summed to ``bias``'s shape (empty without a bias).
+        ``x`` may be None for ``"identity"``."""
+        keep = self.keep(rate, seed, step, offset, grad.shape)
+        cd = compute_dtype(grad.dtype)
+        factor = dropout_scale(rng.threshold_tensor(rate), cd)
+        zero = torch.zeros((), dtype=cd, device=grad.device)
+        grad_h = torch.where(keep, grad.to(cd) * factor, zero)
+        if activation != "identity":
+            if x is None:
+                raise ValueError(f"activation {activation!r} needs the input x in backward")
+            h = x.to(cd) if bias is None else x.to(cd) + bias.to(cd)
+            grad_h = activation_backward(grad_h, h, activation)
+        if bias is None:
+            grad_bias = torch.empty(0, dtype=cd, device=grad.device)
+        else:
+            grad_bias = grad_h.sum_to_size(bias.shape)
+        return torch.empty_like(grad).copy_(grad_h), grad_bias

@@ -1,5 +1,6 @@
 """One module per dropout technique; ``forward`` is one call into :mod:`dropkit.functional`."""
 
+from dropkit.nn._attention import AttentionDropout, DropHead, DropKey
 from dropkit.nn._base import DropoutModule
 from dropkit.nn._elementwise import (
     AlphaDropout,
@@ -11,15 +12,58 @@ from dropkit.nn._elementwise import (
     SpatialDropout2d,
     SpatialDropout3d,
 )
+from dropkit.nn._fused import BiasActDropout, BiasActDropoutAdd, BiasDropoutAdd
+from dropkit.nn._recurrent import (
+    VariationalGRU,
+    VariationalLSTM,
+    WeightDrop,
+    ZoneoutGRUCell,
+    ZoneoutLSTMCell,
+)
+from dropkit.nn._structured import (
+    ADL,
+    DropBlock2d,
+    DropBlock3d,
+    DropConnectConv1d,
+    DropConnectConv2d,
+    DropConnectConv3d,
+    DropConnectLinear,
+    DropPath,
+    EmbeddingDropout,
+    LinearRamp,
+    PatchDropout,
+)
 
 __all__ = [
+    "ADL",
     "AlphaDropout",
+    "AttentionDropout",
+    "BiasActDropout",
+    "BiasActDropoutAdd",
+    "BiasDropoutAdd",
+    "DropBlock2d",
+    "DropBlock3d",
+    "DropConnectConv1d",
+    "DropConnectConv2d",
+    "DropConnectConv3d",
+    "DropConnectLinear",
+    "DropHead",
+    "DropKey",
+    "DropPath",
     "Dropout",
     "DropoutModule",
+    "EmbeddingDropout",
     "FeatureAlphaDropout",
     "GaussianDropout",
+    "LinearRamp",
     "LockedDropout",
+    "PatchDropout",
     "SpatialDropout1d",
     "SpatialDropout2d",
     "SpatialDropout3d",
+    "VariationalGRU",
+    "VariationalLSTM",
+    "WeightDrop",
+    "ZoneoutGRUCell",
+    "ZoneoutLSTMCell",
 ]

@@ -1,0 +1,305 @@
+"""The CPU fast path: dropkit's primitive ops as multi-threaded numba kernels.
+
+Same bits as :class:`~dropkit.kernels.reference.ReferenceBackend` for the same
+``(seed, step, offset)``: the kernels implement the spec (Philox4x32-10, 16-bit halves, the
+integer threshold) and take their constants (scale, alpha-dropout terms) from the reference's
+helpers, so the float arithmetic is the reference's, operation for operation.
+
+* Contiguous input with a full mask (the common case): one fused pass, no mask tensor, the
+  Philox generator vectorised over blocks (see :mod:`._kernels`).
+* Any other layout or ``noise_shape`` (channels_last, strided, spatial, locked): the boolean keep
+  mask (of the mask's size: one byte per mask element, freed before returning) comes from the
+  kernel, the select from the reference's PyTorch code.
+* Gaussian dropout: the uniforms from the kernel, Box-Muller from the reference's PyTorch code
+  (:func:`dropkit.rng.uniforms_to_normal`), so its normals are bit-identical too.
+
+If a kernel fails to compile, the backend warns once and runs the reference from then on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from dropkit import rng
+from dropkit.kernels.cpu import _kernels
+from dropkit.kernels.reference import (
+    ReferenceBackend,
+    alpha_constants,
+    compute_dtype,
+    dropout_scale,
+)
+
+__all__ = ["PARALLEL_MIN_NUMEL", "CPUBackend"]
+
+#: Below this many elements one thread does the work: waking the pool costs more than it saves.
+PARALLEL_MIN_NUMEL = 1 << 16
+
+#: numba's thread pool when the user has not chosen one. Measured here (2 cores, PyTorch's
+#: OpenMP pool beside numba's): 2^22 elements took 2.3-4.1 ms with "workqueue" and 16-20 ms
+#: with "omp", whose spinning threads fight PyTorch's own for the same cores.
+PREFERRED_THREADING_LAYER = "workqueue"
+if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":  # type: ignore[attr-defined]
+    numba.config.THREADING_LAYER = PREFERRED_THREADING_LAYER  # type: ignore[attr-defined]
+
+_STORAGE = {
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    torch.bfloat16: np.uint16,
+    torch.float16: np.int16,
+}
+_Result = TypeVar("_Result")
+# (threshold tensor, compute dtype) -> (a, b, dropped) for out = keep ? x * a (+ b) : dropped
+_Constants = Callable[[Tensor, torch.dtype], tuple[Any, Any, Any]]
+
+
+def _flat_array(t: Tensor) -> np.ndarray:
+    """A flat numpy view of contiguous CPU tensor ``t`` in the kernels' storage type."""
+    flat = t.view(-1)
+    if t.dtype in (torch.bfloat16, torch.float16):
+        flat = flat.view(torch.int16)
+    return flat.numpy().view(_STORAGE[t.dtype])
+
+
+def _philox_key(seed: Tensor, step: Tensor) -> np.ndarray:
+    seed_value, step_value = int(seed), int(step)
+    mask32 = rng.MASK32
+    return np.array(
+        [seed_value & mask32, (seed_value >> 32) & mask32, step_value & mask32,
+         (step_value >> 32) & mask32],
+        dtype=np.uint64,
+    )  # fmt: skip
+
+
+def _scalar(value: Tensor | float, dtype: torch.dtype) -> Any:
+    """A compute-precision numpy scalar (float64 for float64 storage, else float32)."""
+    numpy_type = np.float64 if compute_dtype(dtype) == torch.float64 else np.float32
+    return numpy_type(float(value))
+
+
+class CPUBackend(ReferenceBackend):
+    """numba kernels for float32, bfloat16, float16 and float64 tensors on the CPU."""
+
+    name = "cpu"
+
+    def __init__(self) -> None:
+        self._broken: str | None = None
+        # numba's default thread pools must not be entered from two Python threads at once.
+        self._launch_lock = threading.Lock()
+
+    def supports(self, x: Tensor) -> bool:
+        return self._broken is None and x.device.type == "cpu" and x.dtype in _STORAGE
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _guarded(self, fast: Callable[[], _Result], fallback: Callable[[], _Result]) -> _Result:
+        """Run ``fast``; if numba cannot compile it, warn once and use the reference."""
+        if self._broken is not None:
+            return fallback()
+        try:
+            return fast()
+        except numba.core.errors.NumbaError as error:
+            self._broken = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            warnings.warn(
+                f"dropkit backend 'cpu' could not compile its kernels ({self._broken}); using "
+                "the reference backend (same results, slower)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return fallback()
+
+    def _parallel(
+        self, numel: int, serial: Callable[[], None], parallel: Callable[[int], None]
+    ) -> None:
+        threads = torch.get_num_threads()
+        if numel < PARALLEL_MIN_NUMEL or threads == 1:
+            serial()
+            return
+        with self._launch_lock:
+            parallel(_kernels.set_threads(threads))
+
+    @staticmethod
+    def _fused(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> bool:
+        """Whether the fused single pass applies: dense row-major tensors, a full mask, and
+        ``out`` either ``x`` itself or disjoint from it."""
+        if not (x.is_contiguous() and out.is_contiguous() and x.numel() > 0):
+            return False
+        if list(mask_shape) != list(x.shape):
+            return False
+        x_start, out_start = x.data_ptr(), out.data_ptr()
+        nbytes = x.numel() * x.element_size()
+        return (
+            x_start == out_start or x_start + nbytes <= out_start or out_start + nbytes <= x_start
+        )
+
+    def _bernoulli(
+        self,
+        x: Tensor,
+        out: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        constants: Callable[
+            [Tensor, torch.dtype], tuple[Tensor | float, Tensor | float, Tensor | float]
+        ],
+        affine: bool,
+        reference: Callable[[], Tensor],
+    ) -> Tensor:
+        """``out = keep ? x * a (+ b) : dropped`` with ``(a, b, dropped) = constants(t, dtype)``
+        in one fused pass where :meth:`_fused` allows, else ``reference()``."""
+        threshold = int(rng.threshold_tensor(rate))
+        if not self._fused(x, out, mask_shape) or threshold >= rng.THRESHOLD_ONE:
+            return reference()
+        a, b, dropped = (
+            _scalar(c, x.dtype) for c in constants(torch.tensor(threshold), compute_dtype(x.dtype))
+        )
+        source, target = _flat_array(x), _flat_array(out)
+        inplace = x.data_ptr() == out.data_ptr()
+        args = (_philox_key(seed, step), np.uint16(threshold), a, b, dropped, affine, inplace)
+
+        def fast() -> Tensor:
+            self._parallel(
+                x.numel(),
+                lambda: _kernels.bernoulli_span(source, target, offset, *args),
+                lambda parts: _kernels.bernoulli(source, target, offset, *args, parts),
+            )
+            return out
+
+        return self._guarded(fast, reference)
+
+    # -- the Bernoulli family -----------------------------------------------------------------
+
+    def keep(  # type: ignore[override]  # an instance method: it needs the backend's state
+        self, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
+    ) -> Tensor:
+        """The boolean keep mask of ``mask_shape`` (used where the fused pass does not apply)."""
+        threshold = int(rng.threshold_tensor(rate))
+        mask = torch.empty(tuple(mask_shape), dtype=torch.bool)
+        if threshold >= rng.THRESHOLD_ONE or mask.numel() == 0:
+            return mask.fill_(False)
+        target = mask.view(-1).numpy()
+        key, limit = _philox_key(seed, step), np.uint16(threshold)
+
+        def fast() -> Tensor:
+            self._parallel(
+                mask.numel(),
+                lambda: _kernels.keep_span(target, offset, key, limit),
+                lambda parts: _kernels.keep(target, offset, key, limit, parts),
+            )
+            return mask
+
+        return self._guarded(
+            fast, lambda: ReferenceBackend.keep(rate, seed, step, offset, mask_shape)
+        )
+
+    def dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        scale: bool,
+    ) -> Tensor:
+        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, torch.empty_like(x))
+
+    def dropout_out(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        scale: bool,
+        out: Tensor,
+    ) -> Tensor:
+        def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+            return (dropout_scale(threshold, dtype) if scale else 1.0, 0.0, 0.0)
+
+        def reference() -> Tensor:
+            args = (x, rate, seed, step, offset, mask_shape, scale, out)
+            return ReferenceBackend.dropout_out(self, *args)
+
+        return self._bernoulli(
+            x, out, rate, seed, step, offset, mask_shape, constants, False, reference
+        )
+
+    def alpha_dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        def reference() -> Tensor:
+            return ReferenceBackend.alpha_dropout(self, x, rate, seed, step, offset, mask_shape)
+
+        out = torch.empty_like(x)
+        return self._bernoulli(
+            x, out, rate, seed, step, offset, mask_shape, alpha_constants, True, reference
+        )
+
+    def alpha_dropout_backward(
+        self,
+        grad: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+            return (alpha_constants(threshold, dtype)[0], 0.0, 0.0)
+
+        def reference() -> Tensor:
+            args = (grad, rate, seed, step, offset, mask_shape)
+            return ReferenceBackend.alpha_dropout_backward(self, *args)
+
+        out = torch.empty_like(grad)
+        return self._bernoulli(
+            grad, out, rate, seed, step, offset, mask_shape, constants, False, reference
+        )
+
+    # -- uniform words (Gaussian dropout) --------------------------------------------------------
+
+    def normal(  # type: ignore[override]  # an instance method: it needs the backend's state
+        self, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
+    ) -> Tensor:
+        """Float32 standard normals of ``mask_shape``: uniforms from the kernel, Box-Muller from
+        :func:`dropkit.rng.uniforms_to_normal` (so bit-identical to the reference)."""
+        numel = math.prod(mask_shape)
+        if numel == 0:
+            return ReferenceBackend.normal(seed, step, offset, mask_shape)
+        first_block = offset // rng.WORDS_PER_BLOCK
+        last_block = (offset + numel - 1) // rng.WORDS_PER_BLOCK
+        num_blocks = last_block - first_block + 1
+        uniforms = torch.empty(num_blocks, rng.WORDS_PER_BLOCK, dtype=torch.float32)
+        target = uniforms.view(-1).numpy()
+        key = _philox_key(seed, step)
+
+        def fast() -> Tensor:
+            self._parallel(
+                numel,
+                lambda: _kernels.uniforms_span(target, first_block, key),
+                lambda parts: _kernels.uniforms(target, first_block, key, parts),
+            )
+            start = offset - first_block * rng.WORDS_PER_BLOCK
+            normals = rng.uniforms_to_normal(uniforms).view(-1)[start : start + numel]
+            return normals.reshape(tuple(mask_shape))
+
+        return self._guarded(fast, lambda: ReferenceBackend.normal(seed, step, offset, mask_shape))

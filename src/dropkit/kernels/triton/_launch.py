@@ -1,0 +1,461 @@
+"""The Triton backend: layout planning, constants and launches around :mod:`._kernels`.
+
+Constants come from the reference helpers, so the arithmetic agrees bit for bit. A Bernoulli
+op's constants depend only on the integer threshold ``t = round(rate * 65536)``, so
+:func:`~dropkit.kernels.reference.dropout_scale` and
+:func:`~dropkit.kernels.reference.alpha_constants` are evaluated once per device for all 65537
+thresholds; each kernel computes ``t`` from the rate tensor (exactly, as ``torch.round``) and
+indexes those tables. Gaussian dropout's
+:func:`~dropkit.kernels.reference.gaussian_std` is computed per call as a 0-d device tensor. The
+rate, seed and step are read through pointers: one launch per op, no host sync, so every op can
+be captured in a CUDA graph and replayed with a new step or rate.
+
+Layouts (no hidden ``.contiguous()`` copy for the elementwise family):
+
+* contiguous input, full mask: :func:`~._kernels.contiguous_kernel`, one Philox call per eight
+  elements;
+* dense layouts whose memory-innermost dimension is not the mask's (channels_last, a transposed
+  ``(N, L, C)``) with lines of a multiple of 8 mask elements: :func:`~._kernels.transposed_kernel`
+  draws tiles in mask order, 8 per Philox call, and transposes them in registers;
+* any other strides (slices, expanded gradients, odd channels_last sizes): the output
+  (``empty_like``) is walked in its memory order by :func:`~._kernels.strided_kernel`, after
+  merging the dimensions that stay linear in input, output and mask; a full mask is drawn per
+  element, a broadcast mask (spatial, locked, feature-alpha) is drawn once into a small
+  transient buffer of the mask's size and read from there.
+
+The fused ops run on a contiguous ``x`` (another layout is copied once); ``bias`` and
+``residual`` of ``x``'s trailing shape are read periodically without being expanded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import triton
+from torch import Tensor
+
+from dropkit import rng
+from dropkit.kernels import reference
+from dropkit.kernels.reference import ReferenceBackend
+from dropkit.kernels.triton import _kernels as K
+
+__all__ = ["TritonBackend"]
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+#: Elements per program of the tile kernels (a multiple of 8: whole Philox blocks).
+TILE = 4096
+#: Rows and columns per program of the backward that also reduces the bias gradient.
+ROWS_TILE = 16
+COLS_TILE = 256
+#: CUDA's limit on the second grid dimension.
+MAX_GRID_Y = 65535
+#: Tile of the transposed kernel: mask-contiguous by memory-contiguous elements.
+TRANSPOSED_TILE = (64, 64)
+#: Elements per program of the strided kernel.
+STRIDED_TILE = 1024
+#: Dimensions the strided kernel walks after merging; more falls back to the reference.
+MAX_DIMS = 6
+# No FMA contraction: x * a + b and 1 + std * n round like the reference's separate ops.
+_LAUNCH: dict[str, Any] = {"enable_fp_fusion": False}
+
+
+def _launch_options() -> dict[str, Any]:
+    # The interpreter's float32 -> bfloat16 cast truncates: round on the bits there instead.
+    return {**_LAUNCH, "EXACT_BF16": _interpreting()}
+
+
+# The kernels' constexpr codes as plain ints (launch arguments must be plain values).
+OP_SCALE, OP_ALPHA, OP_KEEP, OP_GAUSS, OP_NOISE = (
+    code.value for code in (K.OP_SCALE, K.OP_ALPHA, K.OP_KEEP, K.OP_GAUSS, K.OP_NOISE)
+)
+INDEX_FULL, INDEX_WRAP_ONCE, INDEX_MODULO = (
+    code.value for code in (K.INDEX_FULL, K.INDEX_WRAP_ONCE, K.INDEX_MODULO)
+)
+_ACTIVATION_CODES = {
+    name: code.value
+    for name, code in (
+        ("identity", K.ACT_IDENTITY),
+        ("gelu", K.ACT_GELU),
+        ("gelu_tanh", K.ACT_GELU_TANH),
+        ("relu", K.ACT_RELU),
+        ("silu", K.ACT_SILU),
+    )
+}
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _mask_strides(mask_shape: Sequence[int]) -> list[int]:
+    """Row-major strides of the mask, 0 on its broadcast (size-1) dimensions."""
+    strides = [0] * len(mask_shape)
+    running = 1
+    for dim in reversed(range(len(mask_shape))):
+        strides[dim] = running if mask_shape[dim] != 1 else 0
+        running *= mask_shape[dim]
+    return strides
+
+
+def merged_dims(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """``(size, x_stride, out_stride, mask_stride)`` per dimension, outermost first in the
+    output's memory order, size-1 dimensions dropped and neighbours that stay linear in all three
+    index spaces merged. A contiguous input with a full mask gives ``[(n, 1, 1, 1)]``."""
+    dims = [
+        (size, x_stride, out_stride, mask_stride)
+        for size, x_stride, out_stride, mask_stride in zip(
+            x.shape, x.stride(), out.stride(), _mask_strides(mask_shape), strict=True
+        )
+        if size != 1
+    ]
+    dims.sort(key=lambda dim: dim[2], reverse=True)
+    merged: list[tuple[int, ...]] = []
+    for size, x_stride, out_stride, mask_stride in dims:
+        if merged:
+            outer_size, outer_x, outer_out, outer_mask = merged[-1]
+            if (outer_x, outer_out, outer_mask) == (
+                x_stride * size,
+                out_stride * size,
+                mask_stride * size,
+            ):
+                merged[-1] = (outer_size * size, x_stride, out_stride, mask_stride)
+                continue
+        merged.append((size, x_stride, out_stride, mask_stride))
+    return merged
+
+
+def transposed_plan(
+    dims: list[tuple[int, ...]], offset: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+    """``(inner, line, outer)`` dims for :func:`~._kernels.transposed_kernel`, or None.
+
+    Applies to dense layouts of up to three merged dims where the memory-innermost dim is not
+    the mask's innermost (channels_last, a transposed ``(N, L, C)``), input and output share
+    strides, and every mask line starts on a Philox block (sizes and offset multiples of 8).
+    """
+    per_block = rng.BERNOULLI_PER_BLOCK
+    if offset % per_block or len(dims) not in (2, 3):
+        return None
+    if any(x_stride != out_stride for _, x_stride, out_stride, _ in dims):
+        return None
+    inner, others = dims[-1], dims[:-1]
+    lines = [dim for dim in others if dim[3] == 1]
+    if inner[1] != 1 or len(lines) != 1:
+        return None
+    line = lines[0]
+    outer = next((dim for dim in others if dim is not line), (1, 0, 0, 0))
+    if line[0] % per_block or inner[3] % per_block or outer[3] % per_block:
+        return None
+    if triton.cdiv(inner[0], TRANSPOSED_TILE[1]) > MAX_GRID_Y:
+        return None
+    return inner, line, outer
+
+
+def _is_linear(dims: list[tuple[int, ...]]) -> bool:
+    return len(dims) == 0 or (len(dims) == 1 and dims[0][1:] == (1, 1, 1))
+
+
+class ConstantTables:
+    """Float32 constants of every threshold ``t`` in ``[0, 65536]`` on one device, computed by
+    the reference helpers: ``scale[t]``, ``ones[t]``, and alpha dropout's ``a[t]``, ``b[t]``,
+    ``dropped[t]``."""
+
+    def __init__(self, device: torch.device) -> None:
+        thresholds = torch.arange(rng.THRESHOLD_ONE + 1, dtype=torch.int64, device=device)
+        self.scale = reference.dropout_scale(thresholds, torch.float32)
+        self.ones = torch.ones_like(self.scale)
+        self.alpha = reference.alpha_constants(thresholds, torch.float32)
+
+
+def _launch_contiguous(
+    x: Tensor,
+    out: Tensor,
+    n: int,
+    offset: int,
+    seed: Tensor,
+    step: Tensor,
+    rate: Tensor,
+    constants: Sequence[Tensor],
+    op: int,
+) -> None:
+    per_block = rng.WORDS_PER_BLOCK if op in (OP_GAUSS, OP_NOISE) else rng.BERNOULLI_PER_BLOCK
+    head = offset % per_block
+    grid = (triton.cdiv(n + head, TILE),)
+    K.contiguous_kernel[grid](
+        x, out, n, head, offset // per_block, seed, step, rate, *constants,
+        OP=op, BLOCK=TILE, num_warps=8, **_launch_options(),
+    )  # fmt: skip
+
+
+class TritonBackend:
+    """dropkit's ops as Triton kernels: float16, bfloat16 and float32 CUDA tensors (and CPU
+    tensors under ``TRITON_INTERPRET=1``, which is how CI tests them). Bit-identical to
+    :class:`~dropkit.kernels.reference.ReferenceBackend` (Gaussian noise within a few ulps)."""
+
+    name = "triton"
+
+    def __init__(self) -> None:
+        self._reference = ReferenceBackend()
+        self._tables: dict[torch.device, ConstantTables] = {}
+
+    def tables(self, device: torch.device) -> ConstantTables:
+        """The constant tables of ``device``, built on first use (make that first call outside
+        CUDA-graph capture, as Triton's compilation must be anyway)."""
+        if device not in self._tables:
+            self._tables[device] = ConstantTables(device)
+        return self._tables[device]
+
+    def supports(self, x: Tensor) -> bool:
+        if x.dtype not in SUPPORTED_DTYPES:
+            return False
+        return x.device.type == "cuda" or (x.device.type == "cpu" and _interpreting())
+
+    # -- the elementwise family -------------------------------------------------------------
+
+    def _elementwise(
+        self,
+        x: Tensor,
+        op: int,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        rate: Tensor,
+        constants: Sequence[Tensor],
+    ) -> Tensor | None:
+        """Run ``op``; None if the layout has more than :data:`MAX_DIMS` unmergeable dims."""
+        out = torch.empty_like(x)
+        n = x.numel()
+        if n == 0:
+            return out
+        constants = [*constants, *[constants[0]] * (3 - len(constants))]
+        dims = merged_dims(x, out, mask_shape)
+        if _is_linear(dims):
+            _launch_contiguous(x, out, n, offset, seed, step, rate, constants, op)
+            return out
+        if len(dims) > MAX_DIMS:
+            return None
+        mask_numel = math.prod(mask_shape)
+        from_source = mask_numel < n
+        plan = None if from_source or op == OP_GAUSS else transposed_plan(dims, offset)
+        if plan is not None:
+            inner, line, outer = plan
+            block_a, block_b = TRANSPOSED_TILE
+            tiles = (outer[0] * triton.cdiv(line[0], block_a), triton.cdiv(inner[0], block_b))
+            K.transposed_kernel[tiles](
+                x, out, inner[0], line[0], line[1], inner[3], outer[1], outer[3],
+                offset // rng.BERNOULLI_PER_BLOCK, seed, step, rate, *constants,
+                OP=op, BLOCK_A=block_a, BLOCK_B=block_b, num_warps=8, **_launch_options(),
+            )  # fmt: skip
+            return out
+        source = out
+        if from_source:
+            gaussian = op == OP_GAUSS
+            source = torch.empty(
+                mask_numel, dtype=torch.float32 if gaussian else torch.uint8, device=x.device
+            )
+            fill_op = OP_NOISE if gaussian else OP_KEEP
+            _launch_contiguous(
+                source, source, mask_numel, offset, seed, step, rate, constants, fill_op
+            )
+        inner_first = list(reversed(dims)) + [(1, 0, 0, 0)] * (MAX_DIMS - len(dims))
+        sizes, x_strides, out_strides, mask_strides = (
+            list(column) for column in zip(*inner_first, strict=True)
+        )
+        grid = (triton.cdiv(n, STRIDED_TILE),)
+        K.strided_kernel[grid](
+            x, out, source, n, offset, *sizes, *x_strides, *out_strides, *mask_strides,
+            seed, step, rate, *constants,
+            OP=op, FROM_SOURCE=from_source, NDIM=len(dims), BLOCK=STRIDED_TILE, num_warps=4,
+            **_launch_options(),
+        )  # fmt: skip
+        return out
+
+    def dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        scale: bool,
+    ) -> Tensor:
+        tables = self.tables(x.device)
+        factor = tables.scale if scale else tables.ones
+        out = self._elementwise(x, OP_SCALE, seed, step, offset, mask_shape, rate, [factor])
+        if out is None:
+            return self._reference.dropout(x, rate, seed, step, offset, mask_shape, scale)
+        return out
+
+    def alpha_dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        constants = self.tables(x.device).alpha
+        out = self._elementwise(x, OP_ALPHA, seed, step, offset, mask_shape, rate, constants)
+        if out is None:
+            return self._reference.alpha_dropout(x, rate, seed, step, offset, mask_shape)
+        return out
+
+    def alpha_dropout_backward(
+        self,
+        grad: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        a = self.tables(grad.device).alpha[0]
+        out = self._elementwise(grad, OP_SCALE, seed, step, offset, mask_shape, rate, [a])
+        if out is None:
+            return self._reference.alpha_dropout_backward(
+                grad, rate, seed, step, offset, mask_shape
+            )
+        return out
+
+    def gaussian_dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        std = reference.gaussian_std(rate, torch.float32)
+        out = self._elementwise(x, OP_GAUSS, seed, step, offset, mask_shape, rate, [std])
+        if out is None:
+            return self._reference.gaussian_dropout(x, rate, seed, step, offset, mask_shape)
+        return out
+
+    # -- fused ops ----------------------------------------------------------------------------
+
+    def _fusable(self, *operands: Tensor | None) -> bool:
+        return all(t is None or t.dtype in SUPPORTED_DTYPES for t in operands)
+
+    @staticmethod
+    def _periodic(operand: Tensor | None, x: Tensor) -> tuple[Tensor, int, int]:
+        """``(tensor, period, index mode)`` for a bias or residual broadcast to ``x``."""
+        if operand is None:
+            return x, 1, INDEX_FULL
+        n = x.numel()
+        trailing = list(operand.shape)
+        while trailing and trailing[0] == 1:
+            trailing.pop(0)
+        matches_tail = trailing == list(x.shape[len(x.shape) - len(trailing) :])
+        if not (matches_tail and operand.is_contiguous()):
+            operand, trailing = operand.expand(x.shape).contiguous(), list(x.shape)
+        period = math.prod(trailing)
+        if period == n:
+            return operand, n, INDEX_FULL
+        return operand, period, INDEX_WRAP_ONCE if period >= TILE else INDEX_MODULO
+
+    def bias_act_dropout_add(
+        self,
+        x: Tensor,
+        bias: Tensor | None,
+        residual: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> Tensor:
+        if not self._fusable(bias, residual):
+            return self._reference.bias_act_dropout_add(
+                x, bias, residual, rate, seed, step, offset, activation
+            )
+        n = x.numel()
+        dense = x.contiguous()
+        out = torch.empty_like(dense)
+        if n == 0:
+            return torch.empty_like(x)
+        scale_table = self.tables(x.device).scale
+        bias_t, bias_period, bias_mode = self._periodic(bias, dense)
+        residual_t, residual_period, residual_mode = self._periodic(residual, dense)
+        head = offset % rng.BERNOULLI_PER_BLOCK
+        grid = (triton.cdiv(n + head, TILE),)
+        K.bias_act_dropout_add_kernel[grid](
+            dense, bias_t, residual_t, out, n, head, offset // rng.BERNOULLI_PER_BLOCK,
+            bias_period, residual_period, seed, step, rate, scale_table,
+            HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+            BIAS_MODE=bias_mode, RESIDUAL_MODE=residual_mode,
+            ACT=_ACTIVATION_CODES[activation], BLOCK=TILE, num_warps=8, **_launch_options(),
+        )  # fmt: skip
+        return out if dense is x else torch.empty_like(x).copy_(out)
+
+    def bias_act_dropout_backward(
+        self,
+        grad: Tensor,
+        x: Tensor | None,
+        bias: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> tuple[Tensor, Tensor]:
+        if not self._fusable(x, bias) or (x is None and activation != "identity"):
+            return self._reference.bias_act_dropout_backward(
+                grad, x, bias, rate, seed, step, offset, activation
+            )
+        n = grad.numel()
+        dense_grad = grad.contiguous()
+        grad_h = torch.empty_like(dense_grad)
+        no_bias = torch.empty(0, dtype=torch.float32, device=grad.device)
+        if n == 0:
+            bias_shape: tuple[int, ...] = (0,) if bias is None else tuple(bias.shape)
+            return torch.empty_like(grad), torch.zeros(bias_shape, device=grad.device)
+        scale_table = self.tables(grad.device).scale
+        dense_x = dense_grad if x is None else x.contiguous()
+        bias_t, bias_period, bias_mode = self._periodic(bias, dense_x)
+        code = _ACTIVATION_CODES[activation]
+        if (
+            bias is not None
+            and bias_mode != INDEX_FULL
+            and bias_period % rng.BERNOULLI_PER_BLOCK == 0
+            and offset % rng.BERNOULLI_PER_BLOCK == 0
+            and triton.cdiv(bias_period, COLS_TILE) <= MAX_GRID_Y
+        ):
+            # x as (rows, cols) with the bias along cols: one pass gives grad_h and the bias
+            # gradient's per-tile partial sums.
+            rows, cols = n // bias_period, bias_period
+            tiles = (triton.cdiv(rows, ROWS_TILE), triton.cdiv(cols, COLS_TILE))
+            partial = torch.empty(tiles[0], cols, dtype=torch.float32, device=grad.device)
+            K.bias_act_dropout_backward_rows_kernel[tiles](
+                dense_grad, dense_x, bias_t, grad_h, partial, rows, cols,
+                offset // rng.BERNOULLI_PER_BLOCK, seed, step, rate, scale_table,
+                ACT=code, BLOCK_ROWS=ROWS_TILE, BLOCK_COLS=COLS_TILE, num_warps=8,
+                **_launch_options(),
+            )  # fmt: skip
+            grad_bias = partial.sum(0).reshape(bias.shape)
+        else:
+            # With a bias, write float32 so its gradient sums unrounded values, like the
+            # reference; rounding afterwards is the same round-to-nearest-even.
+            target = grad_h if bias is None else torch.empty_like(grad_h, dtype=torch.float32)
+            head = offset % rng.BERNOULLI_PER_BLOCK
+            grid = (triton.cdiv(n + head, TILE),)
+            K.bias_act_dropout_backward_kernel[grid](
+                dense_grad, dense_x, bias_t, target, n, head, offset // rng.BERNOULLI_PER_BLOCK,
+                bias_period, seed, step, rate, scale_table,
+                HAS_BIAS=bias is not None, BIAS_MODE=bias_mode,
+                ACT=code, BLOCK=TILE, num_warps=8, **_launch_options(),
+            )  # fmt: skip
+            grad_bias = no_bias
+            if bias is not None:
+                grad_bias = target.sum_to_size(bias.shape)
+                grad_h.copy_(target)
+        if dense_grad is not grad:
+            grad_h = torch.empty_like(grad).copy_(grad_h)
+        return grad_h, grad_bias
