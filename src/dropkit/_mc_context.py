@@ -90,12 +90,15 @@ def per_sample(
     step: Tensor,
     mask_shape: list[int],
     draw: Callable[[Tensor, Tensor, list[int]], Tensor],
+    draw_into: Callable[[Tensor, Tensor, list[int], Tensor], None] | None = None,
 ) -> Tensor:
     """Run ``draw(part, step, part_mask_shape)`` once per folded MC sample (or once, plainly,
     outside a sampling context) and put the parts back together.
 
-    Dropout implementations that call a primitive op themselves (e.g. surgery's wrappers of
-    functional dropout) route through this function to take part in MC sampling.
+    ``draw_into(part, step, part_mask_shape, target)``, where given (only where autograd does
+    not record), writes each part straight into its slice of the result: no concatenation.
+    Dropout implementations that call a primitive op themselves route through this function to
+    take part in MC sampling.
     """
     # Compiled graphs never see the context (MC sampling runs eager): keep them free of it.
     context = None if torch.compiler.is_compiling() else _current.get()
@@ -118,4 +121,10 @@ def per_sample(
     if k == 1:
         return draw(x, steps[0], part_shape)
     parts = x.reshape(k, rows, *x.shape[1:])
+    if draw_into is not None:
+        result = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        targets = result.view(k, rows, *x.shape[1:])
+        for j in range(k):
+            draw_into(parts[j], steps[j], part_shape, targets[j])
+        return result
     return torch.cat([draw(parts[j], steps[j], part_shape) for j in range(k)])

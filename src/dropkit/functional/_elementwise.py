@@ -110,15 +110,20 @@ def dropout(
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     inverted = mode == "inverted"
+    records_grad = torch.is_grad_enabled() and x.requires_grad
     if _mc_context.active():
         y = _mc_context.per_sample(
             x, step_t, mask_shape,
             lambda part, part_step, part_shape: _ops.dropout(
                 part, rate, seed_t, part_step, offset, part_shape, inverted
             ),
+            None if records_grad else lambda part, part_step, part_shape, target: (
+                _ops.dropout_out(
+                    part, rate, seed_t, part_step, offset, part_shape, inverted, target
+                )
+            ),
         )  # fmt: skip
         return _result(x, y, inplace) if out is None else out.copy_(y)
-    records_grad = torch.is_grad_enabled() and x.requires_grad
     if out is not None or (inplace and not records_grad):
         target = x if out is None else out
         _ops.dropout_out(x, rate, seed_t, step_t, offset, mask_shape, inverted, target)
