@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_top_level_api():
     assert {"functional", "nn", "rng", "kernels", "p_eff", "__version__"} <= set(dropkit.__all__)
+    assert {"mc_mode", "uncertainty"} <= set(dropkit.__all__)
     for name in dropkit.__all__:
         assert hasattr(dropkit, name), name
 
@@ -38,7 +39,13 @@ def test_functional_and_nn_api():
         "AlphaDropout",
         "FeatureAlphaDropout",
     } <= set(dropkit.nn.__all__)
-    for module in (dropkit.functional, dropkit.nn, dropkit.rng, dropkit.kernels):
+    for module in (
+        dropkit.functional,
+        dropkit.nn,
+        dropkit.rng,
+        dropkit.kernels,
+        dropkit.uncertainty,
+    ):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 

@@ -6,9 +6,10 @@ is stored for backward, and masks are bit-identical on every device and for any 
 
 from typing import Any
 
-from dropkit import functional, kernels, nn, rng, schedules, surgery
+from dropkit import functional, kernels, nn, rng, schedules, surgery, uncertainty
 from dropkit.rng import p_eff
 from dropkit.surgery import audit, summary
+from dropkit.uncertainty import mc_mode
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,7 @@ __all__ = [
     "functional",
     "integrations",
     "kernels",
+    "mc_mode",
     "nn",
     "p_eff",
     "rng",
@@ -25,6 +27,7 @@ __all__ = [
     "summary",
     "surgery",
     "testing",
+    "uncertainty",
 ]
 
 _LAZY = ("integrations", "testing")

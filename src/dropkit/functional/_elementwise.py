@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from dropkit import rng
+from dropkit import _mc_context, rng
 from dropkit.functional._checks import (
     as_rate,
     check_dim,
@@ -111,6 +111,19 @@ def dropout(
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     inverted = mode == "inverted"
     records_grad = torch.is_grad_enabled() and x.requires_grad
+    if _mc_context.active():
+        y = _mc_context.per_sample(
+            x, step_t, mask_shape,
+            lambda part, part_step, part_shape: _ops.dropout(
+                part, rate, seed_t, part_step, offset, part_shape, inverted
+            ),
+            None if records_grad else lambda part, part_step, part_shape, target: (
+                _ops.dropout_out(
+                    part, rate, seed_t, part_step, offset, part_shape, inverted, target
+                )
+            ),
+        )  # fmt: skip
+        return _result(x, y, inplace) if out is None else out.copy_(y)
     if out is not None or (inplace and not records_grad):
         target = x if out is None else out
         _ops.dropout_out(x, rate, seed_t, step_t, offset, mask_shape, inverted, target)
@@ -217,7 +230,12 @@ def gaussian_dropout(
         return x
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
-    return _ops.gaussian_dropout(x, rate, seed_t, step_t, offset, mask_shape)
+    return _mc_context.per_sample(
+        x, step_t, mask_shape,
+        lambda part, part_step, part_shape: _ops.gaussian_dropout(
+            part, rate, seed_t, part_step, offset, part_shape
+        ),
+    )  # fmt: skip
 
 
 def alpha_dropout(
@@ -243,7 +261,12 @@ def alpha_dropout(
         return x
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
-    y = _ops.alpha_dropout(x, rate, seed_t, step_t, offset, mask_shape)
+    y = _mc_context.per_sample(
+        x, step_t, mask_shape,
+        lambda part, part_step, part_shape: _ops.alpha_dropout(
+            part, rate, seed_t, part_step, offset, part_shape
+        ),
+    )  # fmt: skip
     return _result(x, y, inplace)
 
 
