@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from dropkit.cli import main
-from dropkit.experiments import _metrics_seam as metrics
 from dropkit.experiments.store import RunStore
-from dropkit.experiments.training import RunConfig, train_run
+from dropkit.experiments.training import RunConfig, classification_metrics, train_run
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -109,13 +109,17 @@ def test_run_metrics_are_consistent():
     assert train_run(config)["test_score"] == result["test_score"]  # seeded: reproducible
 
 
-def test_metric_seam_known_values():
-    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
-    labels = np.array([0, 1, 1])
-    assert metrics.nll(probs, labels) == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4])))
-    assert metrics.brier(probs, labels) == pytest.approx((0.02 + 0.08 + 0.72) / 3)
-    # Bins: 0.9 -> bin 9 (correct), 0.8 -> bin 8 (correct), 0.6 -> bin 6 (wrong).
-    assert metrics.ece(probs, labels) == pytest.approx((0.1 + 0.2 + 0.6) / 3)
+def test_classification_metrics_known_values():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 1])
+    metrics = classification_metrics(probs, labels)
+    assert metrics["test_nll"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4])))
+    assert metrics["test_brier"] == pytest.approx((0.02 + 0.08 + 0.72) / 3)
+    # Bins (i/10, (i+1)/10]: 0.9 -> bin 8 (correct), 0.8 -> bin 7 (correct), 0.6 -> bin 5 (wrong).
+    assert metrics["test_ece"] == pytest.approx((0.1 + 0.2 + 0.6) / 3)
+    table = metrics["reliability"]
+    assert sum(table["count"]) == 3 and table["count"][8] == table["count"][7] == 1
+    assert table["correct"][5] == 0 and table["confidence"][5] == pytest.approx(0.6)
 
 
 def test_sigkill_loses_only_the_running_run(tmp_path):

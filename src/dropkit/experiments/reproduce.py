@@ -84,7 +84,7 @@ def _uci(args: argparse.Namespace) -> int:
     # Seam: the UCI protocol (splits, MC dropout, RMSE and test log-likelihood against Gal &
     # Ghahramani 2016's Table 1) belongs to the uncertainty module (issue 7); it prints its table.
     try:
-        from dropkit.experiments import uci  # type: ignore[attr-defined,unused-ignore]
+        from dropkit.experiments import uci
     except ImportError as error:
         raise ValueError(
             "reproduce uci needs the uncertainty module (dropkit.experiments.uci), which this "

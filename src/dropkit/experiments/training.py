@@ -20,13 +20,38 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dropkit.experiments import _metrics_seam as metrics
+from dropkit import uncertainty
 from dropkit.experiments.data import Dataset, load_dataset
 from dropkit.experiments.models import build_model, model_sites
 from dropkit.experiments.techniques import get_technique
 from dropkit.nn import DropoutModule
 
-__all__ = ["RunConfig", "fold_indices", "run_config_key", "train_run"]
+__all__ = ["RunConfig", "classification_metrics", "fold_indices", "run_config_key", "train_run"]
+
+#: Equal-width confidence bins of the reports' ECE and reliability diagrams.
+REPORT_BINS = 10
+
+
+def classification_metrics(probs: Tensor, labels: Tensor) -> dict[str, Any]:
+    """NLL, Brier, ECE and reliability-bin sums of ``(N, K)`` probabilities, through
+    :mod:`dropkit.uncertainty`. The bin sums (count, summed confidence, summed correctness) add
+    up across runs, which the report needs."""
+    samples = probs[None]  # one "sample": the deterministic prediction
+    diagram = uncertainty.reliability_diagram(samples, labels, n_bins=REPORT_BINS)
+    counts = diagram.counts.to(torch.float64)
+    return {
+        "test_nll": float(uncertainty.negative_log_likelihood(samples, labels)),
+        "test_brier": float(uncertainty.brier_score(samples, labels)),
+        "test_ece": float(
+            uncertainty.expected_calibration_error(samples, labels, n_bins=REPORT_BINS)
+        ),
+        "reliability": {
+            "count": counts.tolist(),
+            "confidence": (diagram.confidence.nan_to_num() * counts).tolist(),
+            "correct": (diagram.accuracy.nan_to_num() * counts).tolist(),
+        },
+    }
+
 
 #: Validation fraction when ``folds == 1`` (10%: the mnist1d CNN needs ~3,600 examples to reach
 #: its published 90-96%).
@@ -215,14 +240,7 @@ def train_run(
         "gap": train_eval_score - test_score,
     }
     if classify:
-        probs = torch.softmax(test_out.double(), dim=1).numpy()
-        labels = y_test.numpy()
-        result.update(
-            test_nll=metrics.nll(probs, labels),
-            test_brier=metrics.brier(probs, labels),
-            test_ece=metrics.ece(probs, labels),
-            reliability=metrics.reliability(probs, labels),
-        )
+        result.update(classification_metrics(torch.softmax(test_out.double(), dim=1), y_test))
     else:
         # Gaussian NLL with the variance of the training residuals (a homoscedastic model).
         variance = max(-train_eval_score, 1e-6) ** 2
