@@ -77,14 +77,13 @@ def dropout(
     scale: bool,
 ) -> Tensor:
     """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1."""
-    return _grouped(
-        "dropout",
-        x,
-        step,
-        lambda backend, part, part_step: backend.dropout(
-            part, rate, seed, part_step, offset, mask_shape, scale
-        ),
-    )
+    check_step(x, step)
+    backend = backend_for(x, "dropout")
+    if step.dim() == 0 or "dropout" in getattr(backend, "grouped_step_ops", ()):
+        return backend.dropout(x, rate, seed, step, offset, mask_shape, scale)
+    out = torch.empty_like(x)  # each group written straight into its slice: no copies
+    _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+    return out
 
 
 dropout.register_fake(_empty_like)
@@ -115,6 +114,19 @@ def dropout_out(
     Not differentiable (like PyTorch's ``out=`` variants): the functional layer uses it only
     where autograd does not record.
     """
+    _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+
+
+def _dropout_out(
+    x: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+    out: Tensor,
+) -> None:
     check_step(x, step)
     backend = backend_for(x, "dropout_out")
     if step.dim() == 0 or "dropout_out" in getattr(backend, "grouped_step_ops", ()):
