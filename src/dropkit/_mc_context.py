@@ -4,7 +4,9 @@
 dimension of the input: rows ``[j * B, (j + 1) * B)`` of every activation belong to sample
 ``s0 + j``. While a :class:`SampleContext` is active, every primitive dropout call in
 :mod:`dropkit.functional` goes through :func:`per_sample`, which splits its input into those
-``k`` parts and draws part ``j`` with step ``sample_steps[j] + step``:
+``k`` parts and draws part ``j`` with step ``sample_steps[j] + step`` — in one primitive-op call
+with a 1-D step of length ``k`` (see :mod:`dropkit.kernels._ops`), so a layer costs one dispatch
+and one kernel launch whatever ``k``:
 
 * the key is still the caller's ``seed`` (each module keeps its own stream);
 * ``sample_steps[j]`` is a 63-bit number derived from ``(sampling seed, s0 + j)`` only, so sample
@@ -90,15 +92,13 @@ def per_sample(
     step: Tensor,
     mask_shape: list[int],
     draw: Callable[[Tensor, Tensor, list[int]], Tensor],
-    draw_into: Callable[[Tensor, Tensor, list[int], Tensor], None] | None = None,
 ) -> Tensor:
-    """Run ``draw(part, step, part_mask_shape)`` once per folded MC sample (or once, plainly,
-    outside a sampling context) and put the parts back together.
+    """``draw(x, steps, part_mask_shape)`` with the 1-D ``steps`` of the folded MC samples
+    (or ``draw(x, step, mask_shape)``, plainly, outside a sampling context).
 
-    ``draw_into(part, step, part_mask_shape, target)``, where given (only where autograd does
-    not record), writes each part straight into its slice of the result: no concatenation.
-    Dropout implementations that call a primitive op themselves route through this function to
-    take part in MC sampling.
+    ``draw`` passes its step on to a primitive op, which draws dim-0 group ``j`` of ``x`` with
+    ``steps[j]``. Dropout implementations that call a primitive op themselves route through this
+    function to take part in MC sampling.
     """
     # Compiled graphs never see the context (MC sampling runs eager): keep them free of it.
     context = None if torch.compiler.is_compiling() else _current.get()
@@ -118,13 +118,4 @@ def per_sample(
     if context.batch_consistent and part_shape:
         part_shape[0] = 1
     steps = (context.steps.to(step.device) + step) & _STEP_MASK
-    if k == 1:
-        return draw(x, steps[0], part_shape)
-    parts = x.reshape(k, rows, *x.shape[1:])
-    if draw_into is not None:
-        result = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        targets = result.view(k, rows, *x.shape[1:])
-        for j in range(k):
-            draw_into(parts[j], steps[j], part_shape, targets[j])
-        return result
-    return torch.cat([draw(parts[j], steps[j], part_shape) for j in range(k)])
+    return draw(x, steps[0] if k == 1 else steps, part_shape)

@@ -117,11 +117,6 @@ def dropout(
             lambda part, part_step, part_shape: _ops.dropout(
                 part, rate, seed_t, part_step, offset, part_shape, inverted
             ),
-            None if records_grad else lambda part, part_step, part_shape, target: (
-                _ops.dropout_out(
-                    part, rate, seed_t, part_step, offset, part_shape, inverted, target
-                )
-            ),
         )  # fmt: skip
         return _result(x, y, inplace) if out is None else out.copy_(y)
     if out is not None or (inplace and not records_grad):

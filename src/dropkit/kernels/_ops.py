@@ -6,16 +6,23 @@ shape. The op's body asks :func:`dropkit.kernels.backend_for` for an implementat
 Autograd saves only the 0-d ``rate``, ``seed`` and ``step`` tensors (cloned, so a later in-place
 step increment or rate change cannot disturb backward) and the Python ints ``offset`` and
 ``mask_shape``: backward regenerates the mask. No tensor of the input's size is held.
+
+``step`` is 0-d, or 1-D of length ``k`` (MC sampling, :mod:`dropkit._mc_context`): then ``x`` is
+``k`` equal groups along dim 0, group ``j`` is drawn with ``step[j]`` exactly as a separate call
+on that group would draw it, and ``mask_shape`` is one group's mask shape. A backend that lists
+the op in ``grouped_step_ops`` does that in one pass; for the others the op loops over groups.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from dropkit.kernels import backend_for
+from dropkit.kernels.reference import check_step, step_groups
 
 __all__ = [
     "alpha_dropout",
@@ -28,6 +35,23 @@ __all__ = [
 
 def _empty_like(x: Tensor, *args: Any) -> Tensor:
     return torch.empty_like(x)
+
+
+def _grouped(
+    op: str, x: Tensor, step: Tensor, run: Callable[[Any, Tensor, Tensor], Tensor]
+) -> Tensor:
+    """``run(backend, x, step)``, once per dim-0 group of ``x`` (results concatenated) where
+    ``step`` is 1-D and the backend does not take grouped steps for ``op``."""
+    check_step(x, step)
+    backend = backend_for(x, op)
+    if step.dim() == 0 or op in getattr(backend, "grouped_step_ops", ()):
+        return run(backend, x, step)
+    out = torch.empty_like(x)
+    for part, part_step, target in zip(
+        step_groups(x, step), step.unbind(), step_groups(out, step), strict=True
+    ):
+        target.copy_(run(backend, part, part_step))
+    return out
 
 
 def _save_rng(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -53,7 +77,13 @@ def dropout(
     scale: bool,
 ) -> Tensor:
     """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1."""
-    return backend_for(x, "dropout").dropout(x, rate, seed, step, offset, mask_shape, scale)
+    check_step(x, step)
+    backend = backend_for(x, "dropout")
+    if step.dim() == 0 or "dropout" in getattr(backend, "grouped_step_ops", ()):
+        return backend.dropout(x, rate, seed, step, offset, mask_shape, scale)
+    out = torch.empty_like(x)  # each group written straight into its slice: no copies
+    _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+    return out
 
 
 dropout.register_fake(_empty_like)
@@ -84,7 +114,28 @@ def dropout_out(
     Not differentiable (like PyTorch's ``out=`` variants): the functional layer uses it only
     where autograd does not record.
     """
-    backend_for(x, "dropout_out").dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+    _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+
+
+def _dropout_out(
+    x: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+    out: Tensor,
+) -> None:
+    check_step(x, step)
+    backend = backend_for(x, "dropout_out")
+    if step.dim() == 0 or "dropout_out" in getattr(backend, "grouped_step_ops", ()):
+        backend.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+        return
+    for part, part_step, target in zip(
+        step_groups(x, step), step.unbind(), step_groups(out, step), strict=True
+    ):
+        backend.dropout_out(part, rate, seed, part_step, offset, mask_shape, scale, target)
 
 
 @torch.library.custom_op("dropkit::gaussian_dropout", mutates_args=())
@@ -92,8 +143,13 @@ def gaussian_dropout(
     x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
     """``x * (1 + sqrt(p / (1 - p)) * n)`` with ``n`` standard normal per mask element."""
-    return backend_for(x, "gaussian_dropout").gaussian_dropout(
-        x, rate, seed, step, offset, mask_shape
+    return _grouped(
+        "gaussian_dropout",
+        x,
+        step,
+        lambda backend, part, part_step: backend.gaussian_dropout(
+            part, rate, seed, part_step, offset, mask_shape
+        ),
     )
 
 
@@ -114,8 +170,13 @@ def alpha_dropout_backward(
     grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
     """``where(keep, a * grad, 0)``: the gradient of alpha dropout."""
-    return backend_for(grad, "alpha_dropout_backward").alpha_dropout_backward(
-        grad, rate, seed, step, offset, mask_shape
+    return _grouped(
+        "alpha_dropout_backward",
+        grad,
+        step,
+        lambda backend, part, part_step: backend.alpha_dropout_backward(
+            part, rate, seed, part_step, offset, mask_shape
+        ),
     )
 
 
@@ -137,7 +198,14 @@ def alpha_dropout(
     x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
     """``where(keep, a * x + b, a * alpha' + b)`` (Klambauer et al. 2017)."""
-    return backend_for(x, "alpha_dropout").alpha_dropout(x, rate, seed, step, offset, mask_shape)
+    return _grouped(
+        "alpha_dropout",
+        x,
+        step,
+        lambda backend, part, part_step: backend.alpha_dropout(
+            part, rate, seed, part_step, offset, mask_shape
+        ),
+    )
 
 
 alpha_dropout.register_fake(_empty_like)

@@ -23,9 +23,11 @@ __all__ = [
     "activate",
     "activation_backward",
     "alpha_constants",
+    "check_step",
     "compute_dtype",
     "dropout_scale",
     "gaussian_std",
+    "step_groups",
 ]
 
 # -lambda * alpha of SELU (Klambauer et al. 2017): the value a dropped SELU unit is set to.
@@ -99,6 +101,22 @@ def activation_backward(grad: Tensor, h: Tensor, activation: str) -> Tensor:
     if activation == "silu":
         return torch.ops.aten.silu_backward(grad, h)
     return grad
+
+
+def check_step(x: Tensor, step: Tensor) -> None:
+    """A primitive op's ``step``: 0-d, or 1-D of length ``k`` dividing ``x``'s leading dim."""
+    if step.dim() == 0:
+        return
+    if step.dim() != 1 or step.numel() == 0 or x.dim() == 0 or x.shape[0] % step.numel() != 0:
+        raise ValueError(
+            f"step must be 0-d or 1-D with a length that divides the input's leading dim, got "
+            f"step of shape {tuple(step.shape)} for an input of shape {tuple(x.shape)}"
+        )
+
+
+def step_groups(t: Tensor, step: Tensor) -> list[Tensor]:
+    """The ``k`` equal dim-0 groups of ``t`` (views) for a 1-D ``step`` of length ``k``."""
+    return list(t.unflatten(0, (step.numel(), t.shape[0] // step.numel())).unbind(0))
 
 
 def _broadcast_mask(mask: Tensor, x: Tensor) -> Tensor:

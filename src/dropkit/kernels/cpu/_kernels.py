@@ -237,6 +237,82 @@ def bernoulli(
 
 
 @njit(**_JIT)
+def bernoulli_groups(
+    x: Any,
+    out: Any,
+    offset: int,
+    keys: Any,
+    threshold: Any,
+    a: Any,
+    b: Any,
+    dropped: Any,
+    affine: bool,
+    inplace: bool,
+    parts: int,
+) -> None:
+    """:func:`bernoulli_span` over ``len(keys)`` equal contiguous groups of flat ``x``: group
+    ``g`` uses ``keys[g]`` and mask indices ``offset ..`` (each group is its own draw), each
+    split into ``parts`` pieces. Serial; see :func:`bernoulli_groups_parallel`."""
+    groups = keys.shape[0]
+    n = x.size // groups
+    for piece in range(groups * parts):
+        _bernoulli_piece(
+            x, out, offset, keys, threshold, a, b, dropped, affine, inplace, parts, n, piece
+        )
+
+
+@njit(parallel=True, **_JIT)
+def bernoulli_groups_parallel(
+    x: Any,
+    out: Any,
+    offset: int,
+    keys: Any,
+    threshold: Any,
+    a: Any,
+    b: Any,
+    dropped: Any,
+    affine: bool,
+    inplace: bool,
+    parts: int,
+) -> None:
+    """:func:`bernoulli_groups` with its ``groups * parts`` pieces run in parallel."""
+    groups = keys.shape[0]
+    n = x.size // groups
+    for piece in prange(groups * parts):
+        _bernoulli_piece(
+            x, out, offset, keys, threshold, a, b, dropped, affine, inplace, parts, n, piece
+        )
+
+
+@njit(inline="always")
+def _bernoulli_piece(
+    x: Any,
+    out: Any,
+    offset: int,
+    keys: Any,
+    threshold: Any,
+    a: Any,
+    b: Any,
+    dropped: Any,
+    affine: bool,
+    inplace: bool,
+    parts: int,
+    n: int,
+    piece: int,
+) -> None:
+    group = piece // parts
+    part = piece % parts
+    lo = part * n // parts
+    hi = (part + 1) * n // parts
+    if hi > lo:
+        start = group * n
+        bernoulli_span(
+            x[start + lo : start + hi], out[start + lo : start + hi], offset + lo, keys[group],
+            threshold, a, b, dropped, affine, inplace,
+        )  # fmt: skip
+
+
+@njit(**_JIT)
 def keep_span(out: Any, first_index: int, key: Any, threshold: Any) -> None:
     """``out[k] = half(first_index + k) >= threshold`` (a boolean keep mask)."""
     n = out.size

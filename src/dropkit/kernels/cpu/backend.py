@@ -10,6 +10,8 @@ helpers, so the float arithmetic is the reference's, operation for operation.
 * Any other layout or ``noise_shape`` (channels_last, strided, spatial, locked): the boolean keep
   mask (of the mask's size: one byte per mask element, freed before returning) comes from the
   kernel, the select from the reference's PyTorch code.
+* A 1-D ``step`` (MC sampling's ``k`` samples folded into dim 0, see :mod:`dropkit.kernels._ops`)
+  on the fused path: one kernel call over all groups, each with its own Philox key.
 * Gaussian dropout: the uniforms from the kernel, Box-Muller from the reference's PyTorch code
   (:func:`dropkit.rng.uniforms_to_normal`), so its normals are bit-identical too.
 
@@ -37,6 +39,7 @@ from dropkit.kernels.reference import (
     alpha_constants,
     compute_dtype,
     dropout_scale,
+    step_groups,
 )
 
 __all__ = ["PARALLEL_MIN_NUMEL", "CPUBackend"]
@@ -60,6 +63,8 @@ _STORAGE = {
 _Result = TypeVar("_Result")
 # (threshold tensor, compute dtype) -> (a, b, dropped) for out = keep ? x * a (+ b) : dropped
 _Constants = Callable[[Tensor, torch.dtype], tuple[Any, Any, Any]]
+# (x, step, out) -> the reference's result for one 0-d step (``out`` or a new tensor)
+_Reference = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def _flat_array(t: Tensor) -> np.ndarray:
@@ -80,6 +85,16 @@ def _philox_key(seed: Tensor, step: Tensor) -> np.ndarray:
     )  # fmt: skip
 
 
+def _philox_keys(seed: Tensor, steps: Tensor) -> np.ndarray:
+    """One row ``(k0, k1, step_lo, step_hi)`` per step of 1-D ``steps``."""
+    keys = np.empty((steps.numel(), 4), dtype=np.uint64)
+    keys[:, :2] = _philox_key(seed, torch.zeros((), dtype=torch.int64))[:2]
+    step_values = steps.to(device="cpu", dtype=torch.int64).numpy().view(np.uint64)
+    keys[:, 2] = step_values & np.uint64(rng.MASK32)
+    keys[:, 3] = step_values >> np.uint64(32)
+    return keys
+
+
 def _scalar(value: Tensor | float, dtype: torch.dtype) -> Any:
     """A compute-precision numpy scalar (float64 for float64 storage, else float32)."""
     numpy_type = np.float64 if compute_dtype(dtype) == torch.float64 else np.float32
@@ -90,6 +105,10 @@ class CPUBackend(ReferenceBackend):
     """numba kernels for float32, bfloat16, float16 and float64 tensors on the CPU."""
 
     name = "cpu"
+    #: Ops that take a 1-D ``step`` (dim-0 groups, one step each) in one call.
+    grouped_step_ops = frozenset(
+        {"dropout", "dropout_out", "alpha_dropout", "alpha_dropout_backward"}
+    )
 
     def __init__(self) -> None:
         self._broken: str | None = None
@@ -128,12 +147,12 @@ class CPUBackend(ReferenceBackend):
             parallel(_kernels.set_threads(threads))
 
     @staticmethod
-    def _fused(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> bool:
-        """Whether the fused single pass applies: dense row-major tensors, a full mask, and
-        ``out`` either ``x`` itself or disjoint from it."""
+    def _fused(x: Tensor, out: Tensor, mask_shape: Sequence[int], groups: int = 1) -> bool:
+        """Whether the fused single pass applies: dense row-major tensors, a full mask (of
+        each of ``groups`` dim-0 groups), and ``out`` either ``x`` itself or disjoint from it."""
         if not (x.is_contiguous() and out.is_contiguous() and x.numel() > 0):
             return False
-        if list(mask_shape) != list(x.shape):
+        if list(mask_shape) != [x.shape[0] // groups, *x.shape[1:]]:
             return False
         x_start, out_start = x.data_ptr(), out.data_ptr()
         nbytes = x.numel() * x.element_size()
@@ -154,29 +173,57 @@ class CPUBackend(ReferenceBackend):
             [Tensor, torch.dtype], tuple[Tensor | float, Tensor | float, Tensor | float]
         ],
         affine: bool,
-        reference: Callable[[], Tensor],
+        reference: _Reference,
     ) -> Tensor:
         """``out = keep ? x * a (+ b) : dropped`` with ``(a, b, dropped) = constants(t, dtype)``
-        in one fused pass where :meth:`_fused` allows, else ``reference()``."""
+        in one fused pass where :meth:`_fused` allows, else ``reference(x, step, out)``.
+
+        A 1-D ``step`` splits dim 0 into ``len(step)`` groups, group ``j`` drawn with ``step[j]``
+        (``mask_shape`` is a group's): one kernel call on the fused path, else one reference
+        call per group."""
+        groups = step.numel() if step.dim() == 1 else 1
+
+        def slow() -> Tensor:
+            if step.dim() == 0:
+                return reference(x, step, out)
+            for part, part_step, target in zip(
+                step_groups(x, step), step.unbind(), step_groups(out, step), strict=True
+            ):
+                result = reference(part, part_step, target)
+                if result.data_ptr() != target.data_ptr():
+                    target.copy_(result)
+            return out
+
         threshold = int(rng.threshold_tensor(rate))
-        if not self._fused(x, out, mask_shape) or threshold >= rng.THRESHOLD_ONE:
-            return reference()
+        if not self._fused(x, out, mask_shape, groups) or threshold >= rng.THRESHOLD_ONE:
+            return slow()
         a, b, dropped = (
             _scalar(c, x.dtype) for c in constants(torch.tensor(threshold), compute_dtype(x.dtype))
         )
         source, target = _flat_array(x), _flat_array(out)
         inplace = x.data_ptr() == out.data_ptr()
-        args = (_philox_key(seed, step), np.uint16(threshold), a, b, dropped, affine, inplace)
+        args = (np.uint16(threshold), a, b, dropped, affine, inplace)
 
         def fast() -> Tensor:
-            self._parallel(
-                x.numel(),
-                lambda: _kernels.bernoulli_span(source, target, offset, *args),
-                lambda parts: _kernels.bernoulli(source, target, offset, *args, parts),
-            )
+            if step.dim() == 0:
+                key = _philox_key(seed, step)
+                self._parallel(
+                    x.numel(),
+                    lambda: _kernels.bernoulli_span(source, target, offset, key, *args),
+                    lambda parts: _kernels.bernoulli(source, target, offset, key, *args, parts),
+                )
+            else:
+                keys = _philox_keys(seed, step)
+                self._parallel(
+                    x.numel(),
+                    lambda: _kernels.bernoulli_groups(source, target, offset, keys, *args, 1),
+                    lambda parts: _kernels.bernoulli_groups_parallel(
+                        source, target, offset, keys, *args, -(-parts // groups)
+                    ),
+                )
             return out
 
-        return self._guarded(fast, reference)
+        return self._guarded(fast, slow)
 
     # -- the Bernoulli family -----------------------------------------------------------------
 
@@ -229,7 +276,7 @@ class CPUBackend(ReferenceBackend):
         def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
             return (dropout_scale(threshold, dtype) if scale else 1.0, 0.0, 0.0)
 
-        def reference() -> Tensor:
+        def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
             args = (x, rate, seed, step, offset, mask_shape, scale, out)
             return ReferenceBackend.dropout_out(self, *args)
 
@@ -246,7 +293,7 @@ class CPUBackend(ReferenceBackend):
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
-        def reference() -> Tensor:
+        def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
             return ReferenceBackend.alpha_dropout(self, x, rate, seed, step, offset, mask_shape)
 
         out = torch.empty_like(x)
@@ -266,7 +313,7 @@ class CPUBackend(ReferenceBackend):
         def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
             return (alpha_constants(threshold, dtype)[0], 0.0, 0.0)
 
-        def reference() -> Tensor:
+        def reference(grad: Tensor, step: Tensor, out: Tensor) -> Tensor:
             args = (grad, rate, seed, step, offset, mask_shape)
             return ReferenceBackend.alpha_dropout_backward(self, *args)
 
