@@ -9,6 +9,10 @@ import torch
 from dropkit import kernels
 from dropkit.kernels import _ops
 
+# The Triton backend has no out= kernel: forcing it routes out= to the reference (that is the
+# documented fallback, tested elsewhere), with a one-time warning this module does not need.
+pytestmark = pytest.mark.filterwarnings("ignore:dropkit backend 'triton' cannot run dropout_out")
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 STEPS = [3, 2**40 + 7, 11, 2**62 + 5]
 _BITS = {
