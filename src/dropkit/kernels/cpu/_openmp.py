@@ -23,11 +23,10 @@ import os
 import sys
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 from llvmlite import ir
-from numba import carray, cfunc, types
+from numba import carray, cfunc, njit, types
 from numba.core.extending import intrinsic
 
 from dropkit.kernels.cpu._kernels import _bernoulli_piece
@@ -68,37 +67,75 @@ def _call_int_function(typingctx: Any, address: Any) -> Any:
     return types.int32(types.int64), codegen
 
 
+# Module-level (no closures), so that numba's disk cache finds the compiled bodies again.
 _keys_pointer = _pointer_from_address(types.uint64)
-_constants_pointer = _pointer_from_address(types.float64)
+_float64_pointer = _pointer_from_address(types.float64)
+_float32_pointer = _pointer_from_address(types.float32)
+_bfloat16_pointer = _pointer_from_address(types.uint16)
+_float16_pointer = _pointer_from_address(types.int16)
 
 
-def _compile_body(storage: np.dtype, compute: type) -> Any:
-    """The OpenMP region body for arrays of ``storage`` computed in ``compute`` precision."""
-    storage_pointer = _pointer_from_address(numba.from_dtype(storage))
+@njit(inline="always")
+def _run_thread(x: Any, out: Any, parameters: Any, a: Any, b: Any, dropped: Any) -> None:
+    """This OpenMP thread's share of the pieces (as :func:`._kernels.bernoulli_groups`)."""
+    groups = parameters[_GROUPS]
+    keys = carray(_keys_pointer(parameters[_KEYS]), (groups, 4))
+    threshold = np.uint16(parameters[_THRESHOLD])
+    affine = parameters[_AFFINE] != 0
+    inplace = parameters[_INPLACE] != 0
+    thread: int = _call_int_function(parameters[_THREAD_NUM])  # type: ignore[call-arg]
+    threads: int = _call_int_function(parameters[_NUM_THREADS])
+    parts = (threads + groups - 1) // groups
+    for piece in range(thread, groups * parts, threads):
+        _bernoulli_piece(
+            x, out, parameters[_OFFSET], keys, threshold, a, b, dropped, affine, inplace,
+            parts, x.size // groups, piece,
+        )  # fmt: skip
 
-    @cfunc(types.void(types.voidptr), cache=True)
-    def body(data: Any) -> None:
-        parameters = carray(data, _PARAMETERS, np.int64)
-        numel = parameters[_NUMEL]
-        groups = parameters[_GROUPS]
-        x = carray(storage_pointer(parameters[_X]), numel)
-        out = carray(storage_pointer(parameters[_OUT]), numel)
-        keys = carray(_keys_pointer(parameters[_KEYS]), (groups, 4))
-        constants = carray(_constants_pointer(parameters[_CONSTANTS]), 3)
-        a, b, dropped = compute(constants[0]), compute(constants[1]), compute(constants[2])
-        threshold = np.uint16(parameters[_THRESHOLD])
-        affine = parameters[_AFFINE] != 0
-        inplace = parameters[_INPLACE] != 0
-        thread: int = _call_int_function(parameters[_THREAD_NUM])  # type: ignore[call-arg]
-        threads: int = _call_int_function(parameters[_NUM_THREADS])
-        parts = (threads + groups - 1) // groups
-        for piece in range(thread, groups * parts, threads):
-            _bernoulli_piece(
-                x, out, parameters[_OFFSET], keys, threshold, a, b, dropped, affine, inplace,
-                parts, numel // groups, piece,
-            )  # fmt: skip
 
-    return body
+def _body_float32(data: Any) -> None:
+    parameters = carray(data, _PARAMETERS, np.int64)
+    numel = parameters[_NUMEL]
+    x = carray(_float32_pointer(parameters[_X]), numel)
+    out = carray(_float32_pointer(parameters[_OUT]), numel)
+    c = carray(_float64_pointer(parameters[_CONSTANTS]), 3)
+    _run_thread(x, out, parameters, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
+
+
+def _body_float64(data: Any) -> None:
+    parameters = carray(data, _PARAMETERS, np.int64)
+    numel = parameters[_NUMEL]
+    x = carray(_float64_pointer(parameters[_X]), numel)
+    out = carray(_float64_pointer(parameters[_OUT]), numel)
+    c = carray(_float64_pointer(parameters[_CONSTANTS]), 3)
+    _run_thread(x, out, parameters, c[0], c[1], c[2])
+
+
+def _body_bfloat16(data: Any) -> None:
+    parameters = carray(data, _PARAMETERS, np.int64)
+    numel = parameters[_NUMEL]
+    x = carray(_bfloat16_pointer(parameters[_X]), numel)
+    out = carray(_bfloat16_pointer(parameters[_OUT]), numel)
+    c = carray(_float64_pointer(parameters[_CONSTANTS]), 3)
+    _run_thread(x, out, parameters, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
+
+
+def _body_float16(data: Any) -> None:
+    parameters = carray(data, _PARAMETERS, np.int64)
+    numel = parameters[_NUMEL]
+    x = carray(_float16_pointer(parameters[_X]), numel)
+    out = carray(_float16_pointer(parameters[_OUT]), numel)
+    c = carray(_float64_pointer(parameters[_CONSTANTS]), 3)
+    _run_thread(x, out, parameters, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
+
+
+# Storage dtype -> the OpenMP region body (compiled on first use).
+_BODIES = {
+    np.dtype(np.float32): _body_float32,
+    np.dtype(np.float64): _body_float64,
+    np.dtype(np.uint16): _body_bfloat16,
+    np.dtype(np.int16): _body_float16,
+}
 
 
 def _torch_libgomp() -> ctypes.CDLL | None:
@@ -139,8 +176,7 @@ class BernoulliLauncher:
 
     def _body(self, storage: np.dtype) -> Any:
         if storage not in self._bodies:
-            compute = np.float64 if storage == np.float64 else np.float32
-            self._bodies[storage] = _compile_body(storage, compute)
+            self._bodies[storage] = cfunc(types.void(types.voidptr), cache=True)(_BODIES[storage])
         return self._bodies[storage]
 
     def __call__(
@@ -181,7 +217,10 @@ def launcher() -> BernoulliLauncher | None:
     if not _LAUNCHER:
         found = None
         if os.environ.get(LAUNCH_ENV, "openmp") != "numba":
-            libgomp = _torch_libgomp()
-            found = BernoulliLauncher(libgomp) if libgomp is not None else None
+            try:
+                libgomp = _torch_libgomp()
+                found = BernoulliLauncher(libgomp) if libgomp is not None else None
+            except (OSError, AttributeError):  # not loadable, or an entry point is missing
+                found = None
         _LAUNCHER.append(found)
     return _LAUNCHER[0]
