@@ -290,3 +290,42 @@ def test_concurrent_python_threads_get_the_same_bits():
     for thread in workers:
         thread.join()
     assert len(results) == 40 and all(results)
+
+
+@pytest.mark.parametrize("launch", ["openmp", "numba"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_openmp_and_numba_launches_bit_equal(launch, threads, monkeypatch):
+    # The fused pass runs on PyTorch's OpenMP team where its libgomp is found, else on numba's
+    # pool; both, with any team size, give the reference's bits (out=, in place, alpha).
+    from dropkit.kernels.cpu import _openmp
+
+    launcher = _openmp.launcher()
+    if launch == "openmp":
+        if launcher is None:
+            pytest.skip("PyTorch's libgomp not found: the numba pool is used")
+        calls = {"count": 0}
+
+        def counted(*args):  # type: ignore[no-untyped-def]
+            calls["count"] += 1
+            return launcher(*args)
+
+        monkeypatch.setattr(_openmp, "launcher", lambda: counted)
+    else:
+        calls = {"count": -1}
+        monkeypatch.setattr(_openmp, "launcher", lambda: None)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        kw = {"seed": 2**63 + 5, "step": 2**32 + 3, "offset": 11}
+        for dtype in DTYPES:
+            x = torch.randn(LARGE).to(dtype)
+            for op in (
+                lambda t: F.dropout(t, 0.3, **kw),
+                lambda t: (lambda u: F.dropout(u, 0.3, out=u, **kw))(t.clone()),  # in place
+                lambda t: F.dropout(t, 0.3, out=torch.empty_like(t), **kw),
+                lambda t: F.alpha_dropout(t, 0.2, **kw),
+            ):
+                assert_bit_equal(*on_both(op, x))
+    finally:
+        torch.set_num_threads(previous)
+    assert calls["count"] == (4 * len(DTYPES) if launch == "openmp" else -1)

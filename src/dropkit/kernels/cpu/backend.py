@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.kernels.cpu import _kernels
+from dropkit.kernels.cpu import _kernels, _openmp
 from dropkit.kernels.reference import (
     ReferenceBackend,
     alpha_constants,
@@ -205,6 +205,13 @@ class CPUBackend(ReferenceBackend):
         args = (np.uint16(threshold), a, b, dropped, affine, inplace)
 
         def fast() -> Tensor:
+            openmp, threads = _openmp.launcher(), torch.get_num_threads()
+            parallel = x.numel() >= PARALLEL_MIN_NUMEL and threads > 1
+            if openmp is not None and parallel and step.dim() == 0:
+                # On PyTorch's own OpenMP team: see _openmp for why. (A 1-D step stays on the
+                # numba pool for now: tests/kernels/test_grouped_step.py counts its launches.)
+                openmp(source, target, offset, _philox_key(seed, step), *args, threads)
+                return out
             if step.dim() == 0:
                 key = _philox_key(seed, step)
                 self._parallel(
