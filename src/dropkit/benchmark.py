@@ -139,6 +139,22 @@ def _ops() -> dict[str, dict[str, OpFn]]:
             "dropkit": lambda x: F.spatial_dropout(x, RATE, seed=1, step=steps()),
             "torch": lambda x: torch_functional.dropout2d(x, RATE, training=True),
         },
+        "spatial_cl": {
+            "dropkit": lambda x: F.spatial_dropout(x, RATE, seed=1, step=steps()),
+            "torch": lambda x: torch_functional.dropout2d(x, RATE, training=True),
+        },
+        "dropout_cl": {
+            "dropkit": lambda x: F.dropout(x, RATE, seed=1, step=steps()),
+            "torch": lambda x: torch_functional.dropout(x, RATE, training=True),
+        },
+        "locked_dropout": {
+            "dropkit": lambda x: F.locked_dropout(x, RATE, time_dim=0, seed=1, step=steps()),
+            "torch": _torch_locked_dropout,
+        },
+        "feature_alpha": {
+            "dropkit": lambda x: F.feature_alpha_dropout(x, RATE, seed=1, step=steps()),
+            "torch": lambda x: torch_functional.feature_alpha_dropout(x, RATE, training=True),
+        },
         "gaussian_dropout": {
             "dropkit": lambda x: F.gaussian_dropout(x, RATE, seed=1, step=steps()),
             "torch": lambda x: x * (1 + std * torch.randn_like(x)),
@@ -150,9 +166,21 @@ def _ops() -> dict[str, dict[str, OpFn]]:
     }
 
 
+def _torch_locked_dropout(x: Tensor) -> Tensor:
+    """The usual PyTorch locked (variational) dropout: one ``(1, B, H)`` mask over time."""
+    mask = x.new_empty((1, *x.shape[1:])).bernoulli_(1 - RATE) / (1 - RATE)
+    return x * mask
+
+
+#: Ops timed on a channels_last input (the rest: contiguous).
+_CHANNELS_LAST_OPS = frozenset({"spatial_cl", "dropout_cl"})
+
+
 def _shape_for(op: str, numel: int) -> tuple[int, ...]:
-    if op == "spatial_dropout":
+    if op in ("spatial_dropout", "feature_alpha") or op in _CHANNELS_LAST_OPS:
         return (max(numel // 1024, 1), 16, 8, 8)
+    if op == "locked_dropout":  # (time, batch, hidden)
+        return (max(numel // (32 * 512), 1), 32, 512)
     return (numel,)
 
 
@@ -188,6 +216,8 @@ def run_benchmarks(
             for numel in sizes:
                 shape = _shape_for(op_name, numel)
                 x = torch.randn(shape, device=device).to(dtype)
+                if op_name in _CHANNELS_LAST_OPS:
+                    x = x.to(memory_format=torch.channels_last)
                 grad = torch.ones_like(x)
                 cells: dict[tuple[str, str], BenchResult] = {}
                 if progress is not None:

@@ -33,12 +33,14 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.kernels.cpu import _kernels, _openmp
+from dropkit.kernels._layout import merged_dims
+from dropkit.kernels.cpu import _kernels, _layout_kernels, _openmp
 from dropkit.kernels.reference import (
     ReferenceBackend,
     alpha_constants,
     compute_dtype,
     dropout_scale,
+    gaussian_std,
     step_groups,
 )
 
@@ -73,6 +75,58 @@ def _flat_array(t: Tensor) -> np.ndarray:
     if t.dtype in (torch.bfloat16, torch.float16):
         flat = flat.view(torch.int16)
     return flat.numpy().view(_STORAGE[t.dtype])
+
+
+def _span_array(t: Tensor) -> np.ndarray:
+    """A flat numpy view of the storage that CPU tensor ``t`` spans, from its first element, in
+    the kernels' storage type: element ``sum(i_d * t.stride(d))`` of ``t`` is entry
+    ``sum(i_d * t.stride(d))``."""
+    extent = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
+    flat = t.as_strided((extent,), (1,))
+    if t.dtype in (torch.bfloat16, torch.float16):
+        flat = flat.view(torch.int16)
+    return flat.numpy().view(_STORAGE[t.dtype])
+
+
+def _byte_range(t: Tensor) -> tuple[int, int]:
+    extent = 1 + sum((size - 1) * stride for size, stride in zip(t.shape, t.stride(), strict=True))
+    return t.data_ptr(), t.data_ptr() + extent * t.element_size()
+
+
+def _layout_plan(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> np.ndarray | None:
+    """The merged dims of ``x``, ``out`` and the mask as an int64 ``(D, 4)`` array for
+    :mod:`._layout_kernels`, or None where the layout pass cannot run: no elements, more than
+    ``MAX_DIMS`` merged dims, an ``out`` that writes one element twice or overlaps ``x`` other
+    than as ``x`` itself."""
+    if x.numel() == 0 or any(
+        size > 1 and stride == 0 for size, stride in zip(out.shape, out.stride(), strict=True)
+    ):
+        return None
+    same = x.data_ptr() == out.data_ptr() and x.stride() == out.stride()
+    (x_start, x_end), (out_start, out_end) = _byte_range(x), _byte_range(out)
+    if not same and x_start < out_end and out_start < x_end:
+        return None
+    dims = merged_dims(x, out, mask_shape) or [(1, 0, 0, 0)]
+    if len(dims) > _layout_kernels.MAX_DIMS:
+        return None
+    return np.array(dims, dtype=np.int64)
+
+
+def _chunkable(dims: np.ndarray, parts: int) -> bool:
+    """Whether a full mask can be drawn chunk by chunk of the outermost merged dim: its inner
+    dims cover the mask indices ``[0, L)`` exactly once with ``L`` the outer dim's mask stride,
+    and the outer dim has enough indices to share among ``parts`` threads."""
+    if dims.shape[0] == 1:
+        return bool(dims[0, 3] == 1)
+    if dims[0, 0] < parts:
+        return False
+    inner = sorted((int(stride), int(size)) for size, _, _, stride in dims[1:])
+    expected = 1
+    for stride, size in inner:
+        if stride != expected:
+            return False
+        expected *= size
+    return bool(dims[0, 3] == expected)
 
 
 def _philox_key(seed: Tensor, step: Tensor) -> np.ndarray:
@@ -195,11 +249,25 @@ class CPUBackend(ReferenceBackend):
             return out
 
         threshold = int(rng.threshold_tensor(rate))
-        if not self._fused(x, out, mask_shape, groups) or threshold >= rng.THRESHOLD_ONE:
+        if threshold >= rng.THRESHOLD_ONE:
             return slow()
         a, b, dropped = (
             _scalar(c, x.dtype) for c in constants(torch.tensor(threshold), compute_dtype(x.dtype))
         )
+        if not self._fused(x, out, mask_shape, groups):
+            plans = self._layout_plans(x, out, step, mask_shape)
+            if plans is None:
+                return slow()
+
+            def layout() -> Tensor:
+                for part, target, part_step, dims in plans:
+                    self._layout_pass(
+                        part, target, dims, _philox_key(seed, part_step), offset, mask_shape,
+                        np.uint16(threshold), (a, b, dropped), affine,
+                    )  # fmt: skip
+                return out
+
+            return self._guarded(layout, slow)
         source, target = _flat_array(x), _flat_array(out)
         inplace = x.data_ptr() == out.data_ptr()
         args = (np.uint16(threshold), a, b, dropped, affine, inplace)
@@ -231,6 +299,81 @@ class CPUBackend(ReferenceBackend):
             return out
 
         return self._guarded(fast, slow)
+
+    @staticmethod
+    def _layout_plans(
+        x: Tensor, out: Tensor, step: Tensor, mask_shape: Sequence[int]
+    ) -> list[tuple[Tensor, Tensor, Tensor, np.ndarray]] | None:
+        """``(x part, out part, step, dims)`` per dim-0 group of a 1-D ``step`` (one for a 0-d
+        step) for :meth:`_layout_pass`; None if the layout pass cannot take every group."""
+        if step.dim() == 0:
+            parts = [(x, out, step)]
+        else:
+            parts = list(zip(step_groups(x, step), step_groups(out, step), step.unbind(),
+                             strict=True))  # fmt: skip
+        plans = []
+        for part, target, part_step in parts:
+            dims = _layout_plan(part, target, mask_shape)
+            if dims is None:
+                return None
+            plans.append((part, target, part_step, dims))
+        return plans
+
+    def _layout_pass(
+        self,
+        x: Tensor,
+        out: Tensor,
+        dims: np.ndarray,
+        key: np.ndarray,
+        offset: int,
+        mask_shape: Sequence[int],
+        threshold: Any,
+        constants: tuple[Any, Any, Any],
+        affine: bool,
+        gaussian: bool = False,
+    ) -> None:
+        """One pass of :mod:`._layout_kernels` over any layout and mask shape:
+        ``out = keep ? x * a (+ b) : dropped``, or with ``gaussian`` ``out = x * (1 + a * n)``
+        for float32 standard normals ``n``. A mask smaller than ``x`` is drawn
+        whole first (it is small); a full mask chunk by chunk in the pass where the layout
+        allows (see :func:`_chunkable`), else whole."""
+        source, target = _span_array(x), _span_array(out)
+        a, b, dropped = constants
+        like = np.empty(0, np.float32 if gaussian else np.bool_)  # the draws' dtype
+        mask_numel = math.prod(mask_shape)
+        parts = torch.get_num_threads() if x.numel() >= PARALLEL_MIN_NUMEL else 1
+        if mask_numel >= x.numel() and _chunkable(dims, parts):
+            self._parallel(
+                x.numel(),
+                lambda: _layout_kernels.apply_chunked(
+                    source, target, dims, offset, key, threshold, like, a, b, dropped, affine
+                ),
+                lambda parts: _layout_kernels.apply_chunked_parallel(
+                    source, target, dims, offset, key, threshold, like, a, b, dropped, affine,
+                    parts,
+                ),
+            )  # fmt: skip
+            return
+        draws = np.empty(mask_numel, like.dtype)
+        if not gaussian:
+            self._parallel(
+                mask_numel,
+                lambda: _kernels.keep_span(draws, offset, key, threshold),
+                lambda parts: _kernels.keep(draws, offset, key, threshold, parts),
+            )
+        else:
+            self._parallel(
+                mask_numel,
+                lambda: _layout_kernels.normals(draws, offset, key),
+                lambda parts: _layout_kernels.normals_parallel(draws, offset, key, parts),
+            )
+        self._parallel(
+            x.numel(),
+            lambda: _layout_kernels.apply_drawn(source, target, draws, dims, a, b, dropped, affine),
+            lambda parts: _layout_kernels.apply_drawn_parallel(
+                source, target, draws, dims, a, b, dropped, affine, parts
+            ),
+        )
 
     # -- the Bernoulli family -----------------------------------------------------------------
 
@@ -329,7 +472,42 @@ class CPUBackend(ReferenceBackend):
             grad, out, rate, seed, step, offset, mask_shape, constants, False, reference
         )
 
-    # -- uniform words (Gaussian dropout) --------------------------------------------------------
+    # -- Gaussian dropout ------------------------------------------------------------------------
+
+    def gaussian_dropout(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+    ) -> Tensor:
+        """``x * (1 + std * n)`` in one pass, the normals ``n`` computed in the kernel
+        (Box-Muller in float32 as :func:`dropkit.rng.uniforms_to_normal`: within a few ulps of
+        the reference's, whose ``log``, ``sin`` and ``cos`` are PyTorch's)."""
+
+        def reference() -> Tensor:
+            args = (x, rate, seed, step, offset, mask_shape)
+            return ReferenceBackend.gaussian_dropout(self, *args)
+
+        out = torch.empty_like(x)
+        dims = _layout_plan(x, out, mask_shape)
+        if dims is None or step.dim() != 0:
+            return reference()
+        std = _scalar(gaussian_std(rate, compute_dtype(x.dtype)), x.dtype)
+        zero = std.dtype.type(0.0)
+
+        def fast() -> Tensor:
+            self._layout_pass(
+                x, out, dims, _philox_key(seed, step), offset, mask_shape, np.uint16(0),
+                (std, zero, zero), False, gaussian=True,
+            )  # fmt: skip
+            return out
+
+        return self._guarded(fast, reference)
+
+    # -- uniform words (normals for the other ops) -----------------------------------------------
 
     def normal(  # type: ignore[override]  # an instance method: it needs the backend's state
         self, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]

@@ -40,6 +40,7 @@ from torch import Tensor
 
 from dropkit import rng
 from dropkit.kernels import reference
+from dropkit.kernels._layout import merged_dims
 from dropkit.kernels.reference import ReferenceBackend
 from dropkit.kernels.triton import _kernels as K
 
@@ -89,43 +90,6 @@ _ACTIVATION_CODES = {
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def _mask_strides(mask_shape: Sequence[int]) -> list[int]:
-    """Row-major strides of the mask, 0 on its broadcast (size-1) dimensions."""
-    strides = [0] * len(mask_shape)
-    running = 1
-    for dim in reversed(range(len(mask_shape))):
-        strides[dim] = running if mask_shape[dim] != 1 else 0
-        running *= mask_shape[dim]
-    return strides
-
-
-def merged_dims(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> list[tuple[int, ...]]:
-    """``(size, x_stride, out_stride, mask_stride)`` per dimension, outermost first in the
-    output's memory order, size-1 dimensions dropped and neighbours that stay linear in all three
-    index spaces merged. A contiguous input with a full mask gives ``[(n, 1, 1, 1)]``."""
-    dims = [
-        (size, x_stride, out_stride, mask_stride)
-        for size, x_stride, out_stride, mask_stride in zip(
-            x.shape, x.stride(), out.stride(), _mask_strides(mask_shape), strict=True
-        )
-        if size != 1
-    ]
-    dims.sort(key=lambda dim: dim[2], reverse=True)
-    merged: list[tuple[int, ...]] = []
-    for size, x_stride, out_stride, mask_stride in dims:
-        if merged:
-            outer_size, outer_x, outer_out, outer_mask = merged[-1]
-            if (outer_x, outer_out, outer_mask) == (
-                x_stride * size,
-                out_stride * size,
-                mask_stride * size,
-            ):
-                merged[-1] = (outer_size * size, x_stride, out_stride, mask_stride)
-                continue
-        merged.append((size, x_stride, out_stride, mask_stride))
-    return merged
 
 
 def transposed_plan(

@@ -1,0 +1,316 @@
+"""numba kernels of the CPU fast path for every layout and mask shape (jit functions only;
+wrappers live in ``backend.py``).
+
+A tensor, its output and its mask are described by merged dims (see
+:func:`dropkit.kernels._layout.merged_dims`): an int64 array ``dims`` of rows
+``(size, x_stride, out_stride, mask_stride)``, outermost first in the output's memory order, in
+elements. Arrays are flat views of each tensor's span of storage. The output is walked in memory
+order one *row* (a run of the innermost merged dim) at a time; each element reads its draw (a
+boolean keep value or a float32 normal) at its mask index from a ``draws`` array:
+
+* a broadcast mask (spatial, locked, feature-alpha, a ``noise_shape``) is drawn whole first: it
+  is small;
+* a full mask over another layout (channels_last, a transposed or sliced tensor) is drawn per
+  chunk of the outermost merged dim into a small scratch array, when the inner dims cover a
+  contiguous range of mask indices (they do for every dense layout whose outermost dim is the
+  mask's, e.g. channels_last's batch dim), else whole.
+
+Rows whose mask stride is 0 (a spatial mask: one value for ``H * W`` elements) or 1 and whose
+data are contiguous take vectorised loops. Each element depends only on its mask index, so any
+split of rows or chunks over threads gives the same bits.
+
+Gaussian noise (one float32 word per element, Box-Muller on word pairs (0, 1) and (2, 3) of each
+Philox block, as :func:`dropkit.rng.words_to_normal`) is drawn the same way, and a contiguous
+tensor with a full mask takes it chunk by chunk in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit, prange, types
+from numba.core.extending import overload
+
+from dropkit.kernels.cpu._kernels import (
+    _JIT,
+    BERNOULLI_PER_BLOCK,
+    CHUNK_BLOCKS,
+    UNIFORM_SCALE,
+    WORDS_PER_BLOCK,
+    _load,
+    _philox_blocks,
+    _to_storage,
+    keep_span,
+)
+
+#: Mask elements per chunk of a full mask drawn in the pass (an L1/L2-sized scratch).
+CHUNK_ELEMENTS = BERNOULLI_PER_BLOCK * CHUNK_BLOCKS * 4
+#: The most merged dims the walk keeps an index for.
+MAX_DIMS = 8
+# Box-Muller constants of dropkit.rng, as float32 (the reference computes in float32).
+TWO_PI = np.float32(6.283185307179586)
+MINUS_TWO = np.float32(-2.0)
+NORMAL_U_MIN = np.float32(1.0e-7)
+
+
+def _apply(value: Any, draw: Any, a: Any, b: Any, dropped: Any, affine: bool) -> Any:
+    """One output value in compute precision (replaced by the overload)."""
+    raise NotImplementedError  # pragma: no cover
+
+
+@overload(_apply)
+def _apply_overload(value: Any, draw: Any, a: Any, b: Any, dropped: Any, affine: Any) -> Any:
+    """A keep draw selects ``value * a (+ b)`` or ``dropped``; a float32 normal ``n`` gives
+    ``value * (1 + a * n)`` (Gaussian dropout, ``a`` the std), in ``value``'s precision."""
+    if isinstance(draw, types.Boolean):
+
+        def select(value: Any, draw: Any, a: Any, b: Any, dropped: Any, affine: Any) -> Any:
+            kept = value * a + b if affine else value * a
+            return kept if draw else dropped
+
+        return select
+    one = np.float64(1.0) if value == types.float64 else np.float32(1.0)
+    cast = np.float64 if value == types.float64 else np.float32
+
+    def scale(value: Any, draw: Any, a: Any, b: Any, dropped: Any, affine: Any) -> Any:
+        return value * (one + a * cast(draw))
+
+    return scale
+
+
+@njit(inline="always")
+def _row(
+    x: Any, out: Any, draws: Any, x_at: int, out_at: int, draw_at: int, dim: Any,
+    a: Any, b: Any, dropped: Any, affine: bool,
+) -> None:  # fmt: skip
+    """One run of the innermost merged dim ``dim = (size, x_stride, out_stride, draw_stride)``.
+    The common strides take loops over contiguous slices, which LLVM vectorises."""
+    n, x_step, out_step, draw_step = dim[0], dim[1], dim[2], dim[3]
+    if x_step == 1 and out_step == 1 and draw_step <= 1:
+        xs = x[x_at : x_at + n]
+        outs = out[out_at : out_at + n]
+        if draw_step == 0:
+            draw = draws[draw_at]
+            for k in range(n):
+                outs[k] = _to_storage(_apply(_load(xs[k]), draw, a, b, dropped, affine), outs)
+        else:
+            ds = draws[draw_at : draw_at + n]
+            for k in range(n):
+                outs[k] = _to_storage(_apply(_load(xs[k]), ds[k], a, b, dropped, affine), outs)
+        return
+    for k in range(n):
+        value = _load(x[x_at + k * x_step])
+        result = _apply(value, draws[draw_at + k * draw_step], a, b, dropped, affine)
+        out[out_at + k * out_step] = _to_storage(result, out)
+
+
+@njit(inline="always")
+def _rows(
+    x: Any, out: Any, draws: Any, dims: Any, first_row: int, last_row: int,
+    x_base: int, out_base: int, draw_base: int, a: Any, b: Any, dropped: Any, affine: bool,
+) -> None:  # fmt: skip
+    """Rows ``first_row .. last_row - 1`` of ``dims`` (a row: one index of the outer dims,
+    row-major), element ``(x_base, out_base, draw_base)`` plus the strides' offsets."""
+    depth = dims.shape[0]
+    inner = dims[depth - 1]
+    index = np.zeros(MAX_DIMS, np.int64)
+    x_at, out_at, draw_at = x_base, out_base, draw_base
+    rest = first_row
+    for d in range(depth - 2, -1, -1):
+        i = rest % dims[d, 0]
+        rest //= dims[d, 0]
+        index[d] = i
+        x_at += i * dims[d, 1]
+        out_at += i * dims[d, 2]
+        draw_at += i * dims[d, 3]
+    for _ in range(first_row, last_row):
+        _row(x, out, draws, x_at, out_at, draw_at, inner, a, b, dropped, affine)
+        d = depth - 2  # advance the outer index like an odometer
+        while d >= 0:
+            index[d] += 1
+            x_at += dims[d, 1]
+            out_at += dims[d, 2]
+            draw_at += dims[d, 3]
+            if index[d] < dims[d, 0]:
+                break
+            x_at -= dims[d, 0] * dims[d, 1]
+            out_at -= dims[d, 0] * dims[d, 2]
+            draw_at -= dims[d, 0] * dims[d, 3]
+            index[d] = 0
+            d -= 1
+
+
+@njit(inline="always")
+def _row_count(dims: Any) -> int:
+    rows = 1
+    for d in range(dims.shape[0] - 1):
+        rows *= dims[d, 0]
+    return rows
+
+
+@njit(inline="always")
+def _drawn_piece(
+    x: Any, out: Any, draws: Any, dims: Any, a: Any, b: Any, dropped: Any, affine: bool,
+    parts: int, part: int,
+) -> None:  # fmt: skip
+    rows = _row_count(dims)
+    lo = part * rows // parts
+    hi = (part + 1) * rows // parts
+    if hi > lo:
+        _rows(x, out, draws, dims, lo, hi, 0, 0, 0, a, b, dropped, affine)
+
+
+@njit(**_JIT)
+def apply_drawn(
+    x: Any, out: Any, draws: Any, dims: Any, a: Any, b: Any, dropped: Any, affine: bool
+) -> None:
+    """``out = f(x, draws[mask index])`` over ``dims`` with a mask drawn beforehand (serial)."""
+    _drawn_piece(x, out, draws, dims, a, b, dropped, affine, 1, 0)
+
+
+@njit(parallel=True, **_JIT)
+def apply_drawn_parallel(
+    x: Any, out: Any, draws: Any, dims: Any, a: Any, b: Any, dropped: Any, affine: bool,
+    parts: int,
+) -> None:  # fmt: skip
+    """:func:`apply_drawn` with its rows split into ``parts`` pieces run in parallel."""
+    for part in prange(parts):
+        _drawn_piece(x, out, draws, dims, a, b, dropped, affine, parts, part)
+
+
+@njit(**_JIT)
+def _normals_span(out: Any, first_index: int, key: Any) -> None:
+    """Standard normals of mask indices ``first_index ..`` into float32 ``out``, as
+    :func:`dropkit.rng.normal` (Box-Muller on words (0, 1) and (2, 3) of each block)."""
+    n = out.size
+    words = np.empty(WORDS_PER_BLOCK * CHUNK_BLOCKS, np.uint32)
+    normals = np.empty(WORDS_PER_BLOCK * CHUNK_BLOCKS, np.float32)
+    block = first_index // WORDS_PER_BLOCK
+    last_block = (first_index + n - 1) // WORDS_PER_BLOCK
+    done = 0
+    while done < n:
+        num_blocks = min(CHUNK_BLOCKS, last_block - block + 1)
+        _philox_blocks(words, np.uint64(block), num_blocks, key[0], key[1], key[2], key[3])
+        for k in range(WORDS_PER_BLOCK * num_blocks):
+            signed = np.int64(np.int32(words[k]))
+            folded = -signed - 1 if signed < 0 else signed
+            normals[k] = np.float32(folded) * UNIFORM_SCALE
+        for pair in range(0, WORDS_PER_BLOCK * num_blocks, 2):
+            radius_u = max(normals[pair], NORMAL_U_MIN)
+            angle = TWO_PI * normals[pair + 1]
+            radius = np.float32(math.sqrt(MINUS_TWO * np.float32(math.log(radius_u))))
+            normals[pair] = radius * np.float32(math.cos(angle))
+            normals[pair + 1] = radius * np.float32(math.sin(angle))
+        start = first_index + done - block * WORDS_PER_BLOCK
+        count = min(num_blocks * WORDS_PER_BLOCK - start, n - done)
+        out[done : done + count] = normals[start : start + count]
+        done += count
+        block += num_blocks
+
+
+def _draw_span(out: Any, first_index: int, key: Any, threshold: Any) -> None:
+    """Draws of mask indices ``first_index ..`` into ``out`` (replaced by the overload)."""
+    raise NotImplementedError  # pragma: no cover
+
+
+@overload(_draw_span)
+def _draw_span_overload(out: Any, first_index: Any, key: Any, threshold: Any) -> Any:
+    """Keep values into a boolean ``out``, standard normals into a float32 one."""
+    if out.dtype == types.boolean:
+
+        def draw_keep(out: Any, first_index: Any, key: Any, threshold: Any) -> None:
+            keep_span(out, first_index, key, threshold)
+
+        return draw_keep
+
+    def draw_normals(out: Any, first_index: Any, key: Any, threshold: Any) -> None:
+        _normals_span(out, first_index, key)
+
+    return draw_normals
+
+
+@njit(inline="always")
+def _chunked_piece(
+    x: Any, out: Any, dims: Any, offset: int, key: Any, threshold: Any, scratch: Any,
+    a: Any, b: Any, dropped: Any, affine: bool, parts: int, part: int,
+) -> None:  # fmt: skip
+    """Outer indices of this piece: each chunk of them draws its mask indices (``dims[0]``'s
+    mask stride ``L`` apart, the inner dims covering ``[0, L)``) into ``scratch``, then walks
+    its rows. A single merged dim (mask stride 1) is cut into chunks of itself."""
+    outer = dims[0]
+    if dims.shape[0] == 1:
+        n = outer[0]
+        lo = part * n // parts
+        hi = (part + 1) * n // parts
+        chunk = np.empty(4, np.int64)
+        for start in range(lo, hi, CHUNK_ELEMENTS):
+            count = min(CHUNK_ELEMENTS, hi - start)
+            draws = scratch[:count]
+            _draw_span(draws, offset + start, key, threshold)
+            chunk[0], chunk[1], chunk[2], chunk[3] = count, outer[1], outer[2], 1
+            _row(x, out, draws, start * outer[1], start * outer[2], 0, chunk,
+                 a, b, dropped, affine)  # fmt: skip
+        return
+    inner = dims[1:]
+    span = outer[3]
+    rows = _row_count(inner)
+    per_chunk = max(1, CHUNK_ELEMENTS // span)
+    lo = part * outer[0] // parts
+    hi = (part + 1) * outer[0] // parts
+    for first in range(lo, hi, per_chunk):
+        last = min(first + per_chunk, hi)
+        draws = scratch[: (last - first) * span]
+        _draw_span(draws, offset + first * span, key, threshold)
+        for i in range(first, last):
+            _rows(x, out, draws, inner, 0, rows, i * outer[1], i * outer[2], (i - first) * span,
+                  a, b, dropped, affine)  # fmt: skip
+
+
+@njit(inline="always")
+def _scratch_size(dims: Any) -> int:
+    if dims.shape[0] == 1:
+        return min(CHUNK_ELEMENTS, dims[0, 0])
+    return max(1, CHUNK_ELEMENTS // dims[0, 3]) * dims[0, 3]
+
+
+@njit(**_JIT)
+def apply_chunked(
+    x: Any, out: Any, dims: Any, offset: int, key: Any, threshold: Any, like: Any,
+    a: Any, b: Any, dropped: Any, affine: bool,
+) -> None:  # fmt: skip
+    """``out = f(x, draw)`` over ``dims``, the draws (of ``like``'s dtype: boolean keep or
+    float32 normal) made chunk by chunk in the pass (serial)."""
+    scratch = np.empty(_scratch_size(dims), like.dtype)
+    _chunked_piece(x, out, dims, offset, key, threshold, scratch, a, b, dropped, affine, 1, 0)
+
+
+@njit(parallel=True, **_JIT)
+def apply_chunked_parallel(
+    x: Any, out: Any, dims: Any, offset: int, key: Any, threshold: Any, like: Any,
+    a: Any, b: Any, dropped: Any, affine: bool, parts: int,
+) -> None:  # fmt: skip
+    """:func:`apply_chunked` with the outer dim split into ``parts`` pieces run in parallel."""
+    for part in prange(parts):
+        scratch = np.empty(_scratch_size(dims), like.dtype)
+        _chunked_piece(
+            x, out, dims, offset, key, threshold, scratch, a, b, dropped, affine, parts, part
+        )
+
+
+@njit(**_JIT)
+def normals(out: Any, offset: int, key: Any) -> None:
+    """Float32 standard normals of mask indices ``offset ..`` into ``out`` (serial)."""
+    _normals_span(out, offset, key)
+
+
+@njit(parallel=True, **_JIT)
+def normals_parallel(out: Any, offset: int, key: Any, parts: int) -> None:
+    """:func:`normals` in ``parts`` parallel pieces."""
+    n = out.size
+    for part in prange(parts):
+        lo = part * n // parts
+        hi = (part + 1) * n // parts
+        if hi > lo:
+            _normals_span(out[lo:hi], offset + lo, key)
