@@ -26,7 +26,6 @@ tensor with a full mask takes it chunk by chunk in one pass.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,8 @@ from dropkit.kernels.cpu._kernels import (
     CHUNK_BLOCKS,
     UNIFORM_SCALE,
     WORDS_PER_BLOCK,
+    _bits_from_float32,
+    _float32_from_bits,
     _load,
     _philox_blocks,
     _to_storage,
@@ -180,6 +181,70 @@ def apply_drawn_parallel(
         _drawn_piece(x, out, draws, dims, a, b, dropped, affine, parts, part)
 
 
+# Cephes' float32 log, sin and cos (Moshier, Cephes Math Library), written branch-free so that
+# LLVM vectorises the Box-Muller loop: numba's math.log/sin/cos call libm one value at a time
+# (measured 100 ms per 16M normals on one core). Within 4 ulps of PyTorch's (tested).
+_SQRT_HALF = np.float32(0.70710678118654752440)
+_LOG_C = (
+    np.float32(7.0376836292e-2), np.float32(-1.1514610310e-1), np.float32(1.1676998740e-1),
+    np.float32(-1.2420140846e-1), np.float32(1.4249322787e-1), np.float32(-1.6668057665e-1),
+    np.float32(2.0000714765e-1), np.float32(-2.4999993993e-1), np.float32(3.3333331174e-1),
+)  # fmt: skip
+_LOG2_LO = np.float32(-2.12194440e-4)
+_LOG2_HI = np.float32(0.693359375)
+_FOUR_OVER_PI = np.float32(1.27323954473516)
+# pi/4 in four float32 parts; each of the first three has at most 21 significant bits, so
+# y * part is exact for the y <= 8 of x < 2 pi (Cody & Waite).
+_PI_4 = (np.float32(0.78515625), np.float32(0.00024187564849853516),
+         np.float32(3.774891865759855e-08), np.float32(3.111685984834994e-14))  # fmt: skip
+_SIN_C = (np.float32(-1.9515295891e-4), np.float32(8.3321608736e-3),
+          np.float32(-1.6666654611e-1))  # fmt: skip
+_COS_C = (np.float32(2.443315711809948e-5), np.float32(-1.388731625493765e-3),
+          np.float32(4.166664568298827e-2))  # fmt: skip
+_HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
+
+
+@njit(inline="always")
+def _log(x: Any) -> Any:
+    """Natural log of a normal positive float32 ``x`` (Cephes ``logf``)."""
+    bits = _bits_from_float32(x)
+    exponent = np.int32((bits >> np.uint32(23)) & np.uint32(0xFF)) - np.int32(126)
+    mantissa = _float32_from_bits((bits & np.uint32(0x807FFFFF)) | np.uint32(0x3F000000))
+    small = mantissa < _SQRT_HALF  # mantissa in [0.5, 1): move it to [sqrt(1/2), sqrt(2))
+    exponent = exponent - np.int32(small)
+    f = (mantissa + mantissa - _ONE) if small else (mantissa - _ONE)
+    z = f * f
+    c = _LOG_C
+    y = ((((((((c[0] * f + c[1]) * f + c[2]) * f + c[3]) * f + c[4]) * f + c[5]) * f + c[6]) * f
+          + c[7]) * f + c[8]) * f * z  # fmt: skip
+    e = np.float32(exponent)
+    y = y + _LOG2_LO * e
+    y = y - _HALF * z
+    return (f + y) + _LOG2_HI * e
+
+
+@njit(inline="always")
+def _cos_sin(x: Any) -> tuple[Any, Any]:
+    """``(cos x, sin x)`` of a float32 ``x`` in ``[0, 2 pi)`` (Cephes ``cosf``/``sinf``)."""
+    j = np.int32(x * _FOUR_OVER_PI)
+    j = j + (j & np.int32(1))
+    y = np.float32(j)
+    # x - j pi/4 (|z| <= pi/4): Cephes' three parts of pi/4 leave a relative error of 1e-6
+    # next to the zeros of cos and sin (x = 3 pi/2 in float32 gave 16 ulps).
+    z = (((x - y * _PI_4[0]) - y * _PI_4[1]) - y * _PI_4[2]) - y * _PI_4[3]
+    zz = z * z
+    sin_z = ((_SIN_C[0] * zz + _SIN_C[1]) * zz + _SIN_C[2]) * zz * z + z
+    cos_z = ((_COS_C[0] * zz + _COS_C[1]) * zz + _COS_C[2]) * zz * zz - _HALF * zz + _ONE
+    quadrant = (j >> np.int32(1)) & np.int32(3)  # x = quadrant * pi/2 + z
+    swap = (quadrant & np.int32(1)) != 0
+    cos_part = sin_z if swap else cos_z
+    sin_part = cos_z if swap else sin_z
+    cos_sign = ((quadrant + np.int32(1)) & np.int32(2)) != 0  # quadrants 1 and 2
+    sin_sign = quadrant >= np.int32(2)
+    return (-cos_part if cos_sign else cos_part), (-sin_part if sin_sign else sin_part)
+
+
 @njit(**_JIT)
 def _normals_span(out: Any, first_index: int, key: Any) -> None:
     """Standard normals of mask indices ``first_index ..`` into float32 ``out``, as
@@ -197,12 +262,15 @@ def _normals_span(out: Any, first_index: int, key: Any) -> None:
             signed = np.int64(np.int32(words[k]))
             folded = -signed - 1 if signed < 0 else signed
             normals[k] = np.float32(folded) * UNIFORM_SCALE
-        for pair in range(0, WORDS_PER_BLOCK * num_blocks, 2):
-            radius_u = max(normals[pair], NORMAL_U_MIN)
+        for half in range(WORDS_PER_BLOCK // 2 * num_blocks):
+            pair = 2 * half
+            radius_u = normals[pair]
+            radius_u = radius_u if radius_u > NORMAL_U_MIN else NORMAL_U_MIN
             angle = TWO_PI * normals[pair + 1]
-            radius = np.float32(math.sqrt(MINUS_TWO * np.float32(math.log(radius_u))))
-            normals[pair] = radius * np.float32(math.cos(angle))
-            normals[pair + 1] = radius * np.float32(math.sin(angle))
+            radius = np.sqrt(MINUS_TWO * _log(radius_u))
+            cos_angle, sin_angle = _cos_sin(angle)
+            normals[pair] = radius * cos_angle
+            normals[pair + 1] = radius * sin_angle
         start = first_index + done - block * WORDS_PER_BLOCK
         count = min(num_blocks * WORDS_PER_BLOCK - start, n - done)
         out[done : done + count] = normals[start : start + count]
