@@ -300,19 +300,44 @@ def _draw_span_overload(out: Any, first_index: Any, key: Any, threshold: Any) ->
 
 
 @njit(inline="always")
+def _to_memory_order(draws: Any, ordered: Any, order: Any) -> None:
+    """``ordered[memory position] = draws[mask position]`` over one dense inner block: ``order``
+    lists its dims as ``(size, memory stride)``, outermost first in mask order (the last has mask
+    stride 1). A scatter of one byte (or float32) per element, in L1/L2."""
+    depth = order.shape[0]
+    inner, inner_stride = order[depth - 1, 0], order[depth - 1, 1]
+    index = np.zeros(MAX_DIMS, np.int64)
+    position = 0
+    for source in range(0, draws.size, inner):
+        for k in range(inner):
+            ordered[position + k * inner_stride] = draws[source + k]
+        d = depth - 2
+        while d >= 0:
+            index[d] += 1
+            position += order[d, 1]
+            if index[d] < order[d, 0]:
+                break
+            position -= order[d, 0] * order[d, 1]
+            index[d] = 0
+            d -= 1
+
+
+@njit(inline="always")
 def _chunked_piece(
-    x: Any, out: Any, dims: Any, offset: int, key: Any, threshold: Any, scratch: Any,
-    a: Any, b: Any, dropped: Any, affine: bool, parts: int, part: int,
+    x: Any, out: Any, dims: Any, order: Any, offset: int, key: Any, threshold: Any,
+    scratch: Any, ordered: Any, a: Any, b: Any, dropped: Any, affine: bool, parts: int, part: int,
 ) -> None:  # fmt: skip
     """Outer indices of this piece: each chunk of them draws its mask indices (``dims[0]``'s
     mask stride ``L`` apart, the inner dims covering ``[0, L)``) into ``scratch``, then walks
-    its rows. A single merged dim (mask stride 1) is cut into chunks of itself."""
+    its rows. A single merged dim (mask stride 1) is cut into chunks of itself. Where the inner
+    dims form a dense block (``order`` not empty: channels_last, a transposed tensor), the draws
+    are first put in memory order, so that the pass itself is one contiguous, vectorised row."""
     outer = dims[0]
+    chunk = np.empty(4, np.int64)
     if dims.shape[0] == 1:
         n = outer[0]
         lo = part * n // parts
         hi = (part + 1) * n // parts
-        chunk = np.empty(4, np.int64)
         for start in range(lo, hi, CHUNK_ELEMENTS):
             count = min(CHUNK_ELEMENTS, hi - start)
             draws = scratch[:count]
@@ -331,9 +356,22 @@ def _chunked_piece(
         last = min(first + per_chunk, hi)
         draws = scratch[: (last - first) * span]
         _draw_span(draws, offset + first * span, key, threshold)
+        if order.shape[0] == 0:
+            for i in range(first, last):
+                _rows(x, out, draws, inner, 0, rows, i * outer[1], i * outer[2],
+                      (i - first) * span, a, b, dropped, affine)  # fmt: skip
+            continue
         for i in range(first, last):
-            _rows(x, out, draws, inner, 0, rows, i * outer[1], i * outer[2], (i - first) * span,
-                  a, b, dropped, affine)  # fmt: skip
+            block = slice((i - first) * span, (i - first + 1) * span)
+            _to_memory_order(draws[block], ordered[block], order)
+        if outer[1] == span and outer[2] == span:  # the chunk is one contiguous run
+            chunk[0], chunk[1], chunk[2], chunk[3] = (last - first) * span, 1, 1, 1
+            _row(x, out, ordered, first * span, first * span, 0, chunk, a, b, dropped, affine)
+            continue
+        chunk[0], chunk[1], chunk[2], chunk[3] = span, 1, 1, 1
+        for i in range(first, last):
+            _row(x, out, ordered, i * outer[1], i * outer[2], (i - first) * span, chunk,
+                 a, b, dropped, affine)  # fmt: skip
 
 
 @njit(inline="always")
@@ -345,26 +383,30 @@ def _scratch_size(dims: Any) -> int:
 
 @njit(**_JIT)
 def apply_chunked(
-    x: Any, out: Any, dims: Any, offset: int, key: Any, threshold: Any, like: Any,
+    x: Any, out: Any, dims: Any, order: Any, offset: int, key: Any, threshold: Any, like: Any,
     a: Any, b: Any, dropped: Any, affine: bool,
 ) -> None:  # fmt: skip
     """``out = f(x, draw)`` over ``dims``, the draws (of ``like``'s dtype: boolean keep or
     float32 normal) made chunk by chunk in the pass (serial)."""
-    scratch = np.empty(_scratch_size(dims), like.dtype)
-    _chunked_piece(x, out, dims, offset, key, threshold, scratch, a, b, dropped, affine, 1, 0)
+    size = _scratch_size(dims)
+    scratch = np.empty(size, like.dtype)
+    ordered = np.empty(size if order.shape[0] else 0, like.dtype)
+    _chunked_piece(x, out, dims, order, offset, key, threshold, scratch, ordered,
+                   a, b, dropped, affine, 1, 0)  # fmt: skip
 
 
 @njit(parallel=True, **_JIT)
 def apply_chunked_parallel(
-    x: Any, out: Any, dims: Any, offset: int, key: Any, threshold: Any, like: Any,
+    x: Any, out: Any, dims: Any, order: Any, offset: int, key: Any, threshold: Any, like: Any,
     a: Any, b: Any, dropped: Any, affine: bool, parts: int,
 ) -> None:  # fmt: skip
     """:func:`apply_chunked` with the outer dim split into ``parts`` pieces run in parallel."""
     for part in prange(parts):
-        scratch = np.empty(_scratch_size(dims), like.dtype)
-        _chunked_piece(
-            x, out, dims, offset, key, threshold, scratch, a, b, dropped, affine, parts, part
-        )
+        size = _scratch_size(dims)
+        scratch = np.empty(size, like.dtype)
+        ordered = np.empty(size if order.shape[0] else 0, like.dtype)
+        _chunked_piece(x, out, dims, order, offset, key, threshold, scratch, ordered,
+                       a, b, dropped, affine, parts, part)  # fmt: skip
 
 
 @njit(**_JIT)

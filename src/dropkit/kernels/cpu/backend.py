@@ -129,6 +129,22 @@ def _chunkable(dims: np.ndarray, parts: int) -> bool:
     return bool(dims[0, 3] == expected)
 
 
+def _memory_order(dims: np.ndarray) -> np.ndarray:
+    """``(size, memory stride)`` of the inner dims (all but the outermost), outermost first in
+    mask order, where they form one dense row-major block in both input and output (the draws
+    of a chunk are then put in memory order first); an empty ``(0, 2)`` array otherwise."""
+    none = np.zeros((0, 2), dtype=np.int64)
+    if dims.shape[0] < 2:
+        return none
+    expected = 1
+    for size, x_stride, out_stride, _ in dims[:0:-1]:
+        if x_stride != expected or out_stride != expected:
+            return none
+        expected *= int(size)
+    by_mask = sorted(dims[1:].tolist(), key=lambda dim: dim[3], reverse=True)
+    return np.array([(size, x_stride) for size, x_stride, _, _ in by_mask], dtype=np.int64)
+
+
 def _philox_key(seed: Tensor, step: Tensor) -> np.ndarray:
     seed_value, step_value = int(seed), int(step)
     mask32 = rng.MASK32
@@ -343,14 +359,16 @@ class CPUBackend(ReferenceBackend):
         mask_numel = math.prod(mask_shape)
         parts = torch.get_num_threads() if x.numel() >= PARALLEL_MIN_NUMEL else 1
         if mask_numel >= x.numel() and _chunkable(dims, parts):
+            order = _memory_order(dims)
             self._parallel(
                 x.numel(),
                 lambda: _layout_kernels.apply_chunked(
-                    source, target, dims, offset, key, threshold, like, a, b, dropped, affine
+                    source, target, dims, order, offset, key, threshold, like,
+                    a, b, dropped, affine,
                 ),
                 lambda parts: _layout_kernels.apply_chunked_parallel(
-                    source, target, dims, offset, key, threshold, like, a, b, dropped, affine,
-                    parts,
+                    source, target, dims, order, offset, key, threshold, like,
+                    a, b, dropped, affine, parts,
                 ),
             )  # fmt: skip
             return
