@@ -48,6 +48,8 @@ from dropkit.kernels.cpu._kernels import (
 
 #: Mask elements per chunk of a full mask drawn in the pass (an L1/L2-sized scratch).
 CHUNK_ELEMENTS = BERNOULLI_PER_BLOCK * CHUNK_BLOCKS * 4
+#: Elements of a tiled periodic draw pattern (see :func:`_periodic_row`).
+TILED_ELEMENTS = 2048
 #: The most merged dims the walk keeps an index for.
 MAX_DIMS = 8
 # Box-Muller constants of dropkit.rng, as float32 (the reference computes in float32).
@@ -108,12 +110,34 @@ def _row(
 
 
 @njit(inline="always")
+def _periodic_row(
+    x: Any, out: Any, draws: Any, x_at: int, out_at: int, draw_at: int, n: int, period: int,
+    tiled: Any, chunk: Any, a: Any, b: Any, dropped: Any, affine: bool,
+) -> None:  # fmt: skip
+    """A contiguous run of ``n`` elements whose draws repeat with ``period``
+    (``draws[draw_at + k % period]``; channels_last spatial dropout: ``C`` channels per pixel):
+    the period is tiled into ``tiled`` once, then the run is long vectorised rows."""
+    length = min(tiled.size, n)  # a multiple of the period
+    tiled[:period] = draws[draw_at : draw_at + period]
+    filled = period
+    while filled < length:  # doubling copies
+        more = min(filled, length - filled)
+        tiled[filled : filled + more] = tiled[:more]
+        filled += more
+    for done in range(0, n, length):
+        chunk[0], chunk[1], chunk[2], chunk[3] = min(length, n - done), 1, 1, 1
+        _row(x, out, tiled, x_at + done, out_at + done, 0, chunk, a, b, dropped, affine)
+
+
+@njit(inline="always")
 def _rows(
     x: Any, out: Any, draws: Any, dims: Any, first_row: int, last_row: int,
     x_base: int, out_base: int, draw_base: int, a: Any, b: Any, dropped: Any, affine: bool,
+    period: int, tiled: Any,
 ) -> None:  # fmt: skip
     """Rows ``first_row .. last_row - 1`` of ``dims`` (a row: one index of the outer dims,
-    row-major), element ``(x_base, out_base, draw_base)`` plus the strides' offsets."""
+    row-major), element ``(x_base, out_base, draw_base)`` plus the strides' offsets. With a
+    ``period``, each row is a :func:`_periodic_row`."""
     depth = dims.shape[0]
     inner = dims[depth - 1]
     index = np.zeros(MAX_DIMS, np.int64)
@@ -126,8 +150,13 @@ def _rows(
         x_at += i * dims[d, 1]
         out_at += i * dims[d, 2]
         draw_at += i * dims[d, 3]
+    chunk = np.empty(4, np.int64)
     for _ in range(first_row, last_row):
-        _row(x, out, draws, x_at, out_at, draw_at, inner, a, b, dropped, affine)
+        if period > 0:
+            _periodic_row(x, out, draws, x_at, out_at, draw_at, inner[0], period, tiled, chunk,
+                          a, b, dropped, affine)  # fmt: skip
+        else:
+            _row(x, out, draws, x_at, out_at, draw_at, inner, a, b, dropped, affine)
         d = depth - 2  # advance the outer index like an odometer
         while d >= 0:
             index[d] += 1
@@ -153,32 +182,36 @@ def _row_count(dims: Any) -> int:
 
 @njit(inline="always")
 def _drawn_piece(
-    x: Any, out: Any, draws: Any, dims: Any, a: Any, b: Any, dropped: Any, affine: bool,
-    parts: int, part: int,
+    x: Any, out: Any, draws: Any, dims: Any, period: int, a: Any, b: Any, dropped: Any,
+    affine: bool, parts: int, part: int,
 ) -> None:  # fmt: skip
     rows = _row_count(dims)
     lo = part * rows // parts
     hi = (part + 1) * rows // parts
+    tiled = np.empty(period * max(1, TILED_ELEMENTS // period) if period > 0 else 0, draws.dtype)
     if hi > lo:
-        _rows(x, out, draws, dims, lo, hi, 0, 0, 0, a, b, dropped, affine)
+        _rows(x, out, draws, dims, lo, hi, 0, 0, 0, a, b, dropped, affine, period, tiled)
 
 
 @njit(**_JIT)
 def apply_drawn(
-    x: Any, out: Any, draws: Any, dims: Any, a: Any, b: Any, dropped: Any, affine: bool
-) -> None:
-    """``out = f(x, draws[mask index])`` over ``dims`` with a mask drawn beforehand (serial)."""
-    _drawn_piece(x, out, draws, dims, a, b, dropped, affine, 1, 0)
+    x: Any, out: Any, draws: Any, dims: Any, period: int, a: Any, b: Any, dropped: Any,
+    affine: bool,
+) -> None:  # fmt: skip
+    """``out = f(x, draws[mask index])`` over ``dims`` with a mask drawn beforehand (serial).
+    ``period > 0``: the innermost dim is a contiguous run whose draws repeat with that period
+    (see :func:`_periodic_row`)."""
+    _drawn_piece(x, out, draws, dims, period, a, b, dropped, affine, 1, 0)
 
 
 @njit(parallel=True, **_JIT)
 def apply_drawn_parallel(
-    x: Any, out: Any, draws: Any, dims: Any, a: Any, b: Any, dropped: Any, affine: bool,
-    parts: int,
+    x: Any, out: Any, draws: Any, dims: Any, period: int, a: Any, b: Any, dropped: Any,
+    affine: bool, parts: int,
 ) -> None:  # fmt: skip
     """:func:`apply_drawn` with its rows split into ``parts`` pieces run in parallel."""
     for part in prange(parts):
-        _drawn_piece(x, out, draws, dims, a, b, dropped, affine, parts, part)
+        _drawn_piece(x, out, draws, dims, period, a, b, dropped, affine, parts, part)
 
 
 # Cephes' float32 log, sin and cos (Moshier, Cephes Math Library), written branch-free so that
@@ -359,7 +392,7 @@ def _chunked_piece(
         if order.shape[0] == 0:
             for i in range(first, last):
                 _rows(x, out, draws, inner, 0, rows, i * outer[1], i * outer[2],
-                      (i - first) * span, a, b, dropped, affine)  # fmt: skip
+                      (i - first) * span, a, b, dropped, affine, 0, scratch)  # fmt: skip
             continue
         for i in range(first, last):
             block = slice((i - first) * span, (i - first + 1) * span)

@@ -145,6 +145,31 @@ def _memory_order(dims: np.ndarray) -> np.ndarray:
     return np.array([(size, x_stride) for size, x_stride, _, _ in by_mask], dtype=np.int64)
 
 
+#: Inner runs up to this long whose draws repeat across the next dim are tiled (see
+#: ``_layout_kernels._periodic_row``): below it, per-row overhead dominates.
+PERIODIC_MAX = 256
+
+
+def _periodic(dims: np.ndarray) -> tuple[np.ndarray, int]:
+    """``dims`` with its two innermost dims merged into one contiguous run and the period of
+    its draws, where the innermost is a short contiguous run of draws (mask stride 1) repeated
+    over the next dim (mask stride 0), as channels_last spatial dropout's ``(H*W, C)``; else
+    ``(dims, 0)``."""
+    if dims.shape[0] < 2:
+        return dims, 0
+    outer_size, outer_x, outer_out, outer_mask = (int(v) for v in dims[-2])
+    size, x_stride, out_stride, mask_stride = (int(v) for v in dims[-1])
+    if not (
+        size <= PERIODIC_MAX
+        and (x_stride, out_stride, mask_stride, outer_mask) == (1, 1, 1, 0)
+        and outer_x == size
+        and outer_out == size
+    ):
+        return dims, 0
+    merged = np.concatenate([dims[:-2], [[outer_size * size, 1, 1, 1]]]).astype(np.int64)
+    return merged, size
+
+
 def _philox_key(seed: Tensor, step: Tensor) -> np.ndarray:
     seed_value, step_value = int(seed), int(step)
     mask32 = rng.MASK32
@@ -385,11 +410,14 @@ class CPUBackend(ReferenceBackend):
                 lambda: _layout_kernels.normals(draws, offset, key),
                 lambda parts: _layout_kernels.normals_parallel(draws, offset, key, parts),
             )
+        walk, period = _periodic(dims)
         self._parallel(
             x.numel(),
-            lambda: _layout_kernels.apply_drawn(source, target, draws, dims, a, b, dropped, affine),
+            lambda: _layout_kernels.apply_drawn(
+                source, target, draws, walk, period, a, b, dropped, affine
+            ),
             lambda parts: _layout_kernels.apply_drawn_parallel(
-                source, target, draws, dims, a, b, dropped, affine, parts
+                source, target, draws, walk, period, a, b, dropped, affine, parts
             ),
         )
 
