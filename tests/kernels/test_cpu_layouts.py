@@ -334,3 +334,45 @@ def test_overlapping_out_takes_the_reference_path():
     with torch.no_grad():
         F.dropout(source.view(2, 4, 25), 0.5, seed=1, noise_shape=(None, None, 1), out=target)
     assert torch.equal(target, expected)
+
+
+@pytest.mark.parametrize("launch", ["openmp", "numba"])
+def test_openmp_and_numba_launches_bit_equal(launch, monkeypatch):
+    # The layout pass runs on PyTorch's OpenMP team where its libgomp is found, else on numba's
+    # pool: the same bits at any team size, both for a mask drawn first and one drawn in chunks.
+    from dropkit.kernels.cpu import _layout_launch
+
+    launcher = _layout_launch.launcher()
+    calls = {"count": 0}
+    if launch == "openmp":
+        if launcher is None:
+            pytest.skip("PyTorch's libgomp not found: the numba pool is used")
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls["count"] += 1
+            return launcher(*args, **kwargs)
+
+        monkeypatch.setattr(_layout_launch, "launcher", lambda: counted)
+    else:
+        monkeypatch.setattr(_layout_launch, "launcher", lambda: None)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 8, 48, 48, generator=gen)  # above PARALLEL_MIN_NUMEL
+    ops = [
+        lambda t: F.spatial_dropout(t, 0.3, seed=5, offset=3),
+        lambda t: F.dropout(t, 0.3, seed=5, offset=3),
+        lambda t: F.feature_alpha_dropout(t, 0.3, seed=5),
+        lambda t: F.gaussian_dropout(t, 0.3, seed=5, noise_shape=(None, None, 1, None)),
+    ]
+    for dtype in DTYPES:
+        cl = x.to(dtype).to(memory_format=torch.channels_last)
+        for threads in (2, 3):
+            torch.set_num_threads(threads)
+            with kernels.use_backend("cpu"):
+                results = [op(cl) for op in ops]
+            with kernels.use_backend("reference"):
+                expected = [op(cl) for op in ops]
+            for fast, reference in zip(results[:3], expected[:3], strict=True):
+                assert_bit_equal(fast, reference)
+            tolerance = 4e-6 if dtype in (torch.float32, torch.float64) else 2**-7
+            torch.testing.assert_close(results[3], expected[3], rtol=tolerance, atol=tolerance)
+    assert calls["count"] == (0 if launch == "numba" else len(DTYPES) * 2 * len(ops))

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from dropkit import rng
 from dropkit.kernels._layout import merged_dims
-from dropkit.kernels.cpu import _kernels, _layout_kernels, _openmp
+from dropkit.kernels.cpu import _kernels, _layout_kernels, _layout_launch, _openmp
 from dropkit.kernels.reference import (
     ReferenceBackend,
     alpha_constants,
@@ -382,9 +382,19 @@ class CPUBackend(ReferenceBackend):
         a, b, dropped = constants
         like = np.empty(0, np.float32 if gaussian else np.bool_)  # the draws' dtype
         mask_numel = math.prod(mask_shape)
-        parts = torch.get_num_threads() if x.numel() >= PARALLEL_MIN_NUMEL else 1
-        if mask_numel >= x.numel() and _chunkable(dims, parts):
+        threads = torch.get_num_threads()
+        parallel = x.numel() >= PARALLEL_MIN_NUMEL and threads > 1
+        # On PyTorch's own OpenMP team where its libgomp is found: see _openmp for why.
+        openmp = _layout_launch.launcher() if parallel else None
+        if mask_numel >= x.numel() and _chunkable(dims, threads if parallel else 1):
             order = _memory_order(dims)
+            if openmp is not None:
+                openmp(
+                    source, target, dims, draws=like, chunked=True, order=order, offset=offset,
+                    key=key, threshold=int(threshold), constants=constants, affine=affine,
+                    threads=threads,
+                )  # fmt: skip
+                return
             self._parallel(
                 x.numel(),
                 lambda: _layout_kernels.apply_chunked(
@@ -411,6 +421,12 @@ class CPUBackend(ReferenceBackend):
                 lambda parts: _layout_kernels.normals_parallel(draws, offset, key, parts),
             )
         walk, period = _periodic(dims)
+        if openmp is not None:
+            openmp(
+                source, target, walk, draws=draws, period=period, constants=constants,
+                affine=affine, threads=threads,
+            )  # fmt: skip
+            return
         self._parallel(
             x.numel(),
             lambda: _layout_kernels.apply_drawn(
