@@ -83,7 +83,7 @@ def _apply_overload(value: Any, draw: Any, a: Any, b: Any, dropped: Any, affine:
     return scale
 
 
-@njit(inline="always")
+@njit(**_JIT)
 def _row(
     x: Any, out: Any, draws: Any, x_at: int, out_at: int, draw_at: int, dim: Any,
     a: Any, b: Any, dropped: Any, affine: bool,
@@ -109,7 +109,7 @@ def _row(
         out[out_at + k * out_step] = _to_storage(result, out)
 
 
-@njit(inline="always")
+@njit(**_JIT)
 def _periodic_row(
     x: Any, out: Any, draws: Any, x_at: int, out_at: int, draw_at: int, n: int, period: int,
     tiled: Any, chunk: Any, a: Any, b: Any, dropped: Any, affine: bool,
@@ -129,7 +129,7 @@ def _periodic_row(
         _row(x, out, tiled, x_at + done, out_at + done, 0, chunk, a, b, dropped, affine)
 
 
-@njit(inline="always")
+@njit(**_JIT)
 def _rows(
     x: Any, out: Any, draws: Any, dims: Any, first_row: int, last_row: int,
     x_base: int, out_base: int, draw_base: int, a: Any, b: Any, dropped: Any, affine: bool,
@@ -180,7 +180,7 @@ def _row_count(dims: Any) -> int:
     return rows
 
 
-@njit(inline="always")
+@njit(**_JIT)
 def _drawn_piece(
     x: Any, out: Any, draws: Any, dims: Any, period: int, a: Any, b: Any, dropped: Any,
     affine: bool, parts: int, part: int,
@@ -241,7 +241,7 @@ _ONE = np.float32(1.0)
 @njit(inline="always")
 def _log(x: Any) -> Any:
     """Natural log of a normal positive float32 ``x`` (Cephes ``logf``)."""
-    bits = _bits_from_float32(x)
+    bits: Any = _bits_from_float32(x)  # type: ignore[call-arg]
     exponent = np.int32((bits >> np.uint32(23)) & np.uint32(0xFF)) - np.int32(126)
     mantissa = _float32_from_bits((bits & np.uint32(0x807FFFFF)) | np.uint32(0x3F000000))
     small = mantissa < _SQRT_HALF  # mantissa in [0.5, 1): move it to [sqrt(1/2), sqrt(2))
@@ -332,7 +332,7 @@ def _draw_span_overload(out: Any, first_index: Any, key: Any, threshold: Any) ->
     return draw_normals
 
 
-@njit(inline="always")
+@njit(**_JIT)
 def _to_memory_order(draws: Any, ordered: Any, order: Any) -> None:
     """``ordered[memory position] = draws[mask position]`` over one dense inner block: ``order``
     lists its dims as ``(size, memory stride)``, outermost first in mask order (the last has mask
@@ -355,7 +355,7 @@ def _to_memory_order(draws: Any, ordered: Any, order: Any) -> None:
             d -= 1
 
 
-@njit(inline="always")
+@njit(**_JIT)
 def _chunked_piece(
     x: Any, out: Any, dims: Any, order: Any, offset: int, key: Any, threshold: Any,
     scratch: Any, ordered: Any, a: Any, b: Any, dropped: Any, affine: bool, parts: int, part: int,

@@ -48,7 +48,7 @@ def _run_piece(x: Any, out: Any, p: Any, draws: Any, a: Any, b: Any, dropped: An
     dims = carray(_int64_pointer(p[_DIMS]), (p[_DEPTH], 4))
     affine = p[_AFFINE] != 0
     thread: int = _call_int_function(p[_THREAD_NUM])  # type: ignore[call-arg]
-    threads: int = _call_int_function(p[_NUM_THREADS])  # type: ignore[call-arg]
+    threads: int = _call_int_function(p[_NUM_THREADS])
     if p[_CHUNKED] == 0:
         _drawn_piece(x, out, draws, dims, p[_PERIOD], a, b, dropped, affine, threads, thread)
         return

@@ -7,13 +7,17 @@ helpers, so the float arithmetic is the reference's, operation for operation.
 
 * Contiguous input with a full mask (the common case): one fused pass, no mask tensor, the
   Philox generator vectorised over blocks (see :mod:`._kernels`).
-* Any other layout or ``noise_shape`` (channels_last, strided, spatial, locked): the boolean keep
-  mask (of the mask's size: one byte per mask element, freed before returning) comes from the
-  kernel, the select from the reference's PyTorch code.
+* Any other layout or ``noise_shape`` (channels_last, strided, transposed; spatial, locked,
+  feature-alpha): one pass of :mod:`._layout_kernels` over the merged dims
+  (:func:`dropkit.kernels._layout.merged_dims`), in the output's memory order. A broadcast mask
+  is drawn whole first (it is small); a full mask chunk by chunk inside the pass where the layout
+  allows. No PyTorch temporaries, no mask of ``x``'s size.
 * A 1-D ``step`` (MC sampling's ``k`` samples folded into dim 0, see :mod:`dropkit.kernels._ops`)
-  on the fused path: one kernel call over all groups, each with its own Philox key.
-* Gaussian dropout: the uniforms from the kernel, Box-Muller from the reference's PyTorch code
-  (:func:`dropkit.rng.uniforms_to_normal`), so its normals are bit-identical too.
+  on the fused path: one kernel call over all groups, each with its own Philox key; on the
+  layout pass, one pass per group.
+* Gaussian dropout: the same pass, the normals computed in the kernel (Box-Muller on the spec's
+  words with vectorisable float32 ``log``/``sin``/``cos``): within 4 float32 ulps of the
+  reference's normals (measured over 12M draws; ~72% bit-equal), not bit-identical.
 
 If a kernel fails to compile, the backend warns once and runs the reference from then on.
 """
