@@ -376,3 +376,35 @@ def test_openmp_and_numba_launches_bit_equal(launch, monkeypatch):
             tolerance = 4e-6 if dtype in (torch.float32, torch.float64) else 2**-7
             torch.testing.assert_close(results[3], expected[3], rtol=tolerance, atol=tolerance)
     assert calls["count"] == (0 if launch == "numba" else 2 * 2 * len(ops))
+
+
+def test_odd_inputs_bit_equal(count_layout):
+    # 0-d (was an IndexError on the CPU backend), empty, size-1 dims, a single draw for all,
+    # expanded (stride-0) inputs as autograd's sum() gradient gives them, huge offsets.
+    expanded = torch.randn(1, 400).expand(300, 400)
+    cases = [
+        (lambda t: F.dropout(t, 0.5, seed=1), torch.tensor(1.5)),
+        (lambda t: F.spatial_dropout(t, 0.5, seed=1), torch.randn(0, 3, 4, 4)),
+        (lambda t: F.spatial_dropout(t, 0.5, seed=1), torch.randn(1, 3, 1, 5)),
+        (lambda t: F.dropout(t, 0.5, seed=2, noise_shape=(1, 1, 1)), torch.randn(4, 5, 6)),
+        (lambda t: F.locked_dropout(t, 0.5, time_dim=0, seed=3), expanded),
+        (lambda t: F.dropout(t, 0.5, seed=3), expanded),
+        (
+            lambda t: F.spatial_dropout(t, 0.5, seed=5, offset=2**40 + 3),
+            _inputs(torch.float32)["2d_channels_last"],
+        ),
+    ]
+    for op, x in cases:
+        fast, reference = on_both(op, x)
+        assert torch.equal(fast, reference)
+
+    def grad_of(t: torch.Tensor) -> torch.Tensor:
+        leaf = t.clone().requires_grad_(True)
+        F.spatial_dropout(leaf, 0.3, seed=4).sum().backward()  # an expanded gradient
+        assert leaf.grad is not None
+        return leaf.grad
+
+    assert_bit_equal(
+        *on_both(grad_of, torch.randn(4, 8, 5, 5).to(memory_format=torch.channels_last))
+    )
+    assert count_layout["layout"] >= 5

@@ -254,7 +254,8 @@ class CPUBackend(ReferenceBackend):
         each of ``groups`` dim-0 groups), and ``out`` either ``x`` itself or disjoint from it."""
         if not (x.is_contiguous() and out.is_contiguous() and x.numel() > 0):
             return False
-        if list(mask_shape) != [x.shape[0] // groups, *x.shape[1:]]:
+        full = [x.shape[0] // groups, *x.shape[1:]] if x.dim() > 0 else []
+        if list(mask_shape) != full:
             return False
         x_start, out_start = x.data_ptr(), out.data_ptr()
         nbytes = x.numel() * x.element_size()
