@@ -31,7 +31,10 @@ cases = [
     ("dropout bf16 (threads)", lambda: F.dropout(torch.ones(1 << 20).bfloat16(), 0.5, seed=1)),
     ("alpha_dropout fp32 (threads)", lambda: F.alpha_dropout(torch.ones(1 << 20), 0.5, seed=1)),
     ("spatial_dropout fp32 (layout pass)", lambda: F.spatial_dropout(torch.ones(8, 4, 3), 0.5)),
-    ("gaussian_dropout fp32 (layout pass)", lambda: F.gaussian_dropout(torch.ones(1000), 0.5, seed=1)),
+    (
+        "gaussian_dropout fp32 (layout pass)",
+        lambda: F.gaussian_dropout(torch.ones(1000), 0.5, seed=1),
+    ),
 ]
 print(f"import numba + kernels module: {imported - start:.2f} s")
 for name, case in cases:
