@@ -171,6 +171,7 @@ def test_thread_count_does_not_change_bits(dtype, count_layout):
     ops = [
         lambda: F.spatial_dropout(cl, 0.3, seed=9, step=2, offset=3),
         lambda: F.spatial_dropout(x, 0.3, seed=9, step=2),
+        lambda: F.spatial_dropout(x.reshape(8, 16 * 33, 5, 13), 0.3, seed=9),  # 65-element runs
         lambda: F.locked_dropout(x.flatten(2), 0.3, time_dim=2, seed=9),
         lambda: F.feature_alpha_dropout(cl, 0.3, seed=9),
         lambda: F.dropout(cl, 0.3, seed=9, offset=5),
@@ -189,7 +190,7 @@ def test_thread_count_does_not_change_bits(dtype, count_layout):
         for one, two in zip(results[0], other, strict=True):
             assert_bit_equal(one, two)
     with kernels.use_backend("reference"):
-        for one, op in zip(results[0][:7], ops[:7], strict=True):
+        for one, op in zip(results[0][:8], ops[:8], strict=True):
             assert_bit_equal(one, op())
     assert count_layout["layout"] == 3 * len(ops)
 
@@ -359,6 +360,7 @@ def test_openmp_and_numba_launches_bit_equal(launch, monkeypatch):
     x = torch.randn(4, 8, 48, 48, generator=gen)  # above PARALLEL_MIN_NUMEL
     ops = [
         lambda t: F.spatial_dropout(t, 0.3, seed=5, offset=3),
+        lambda t: F.spatial_dropout(t.contiguous().view(4, 8 * 48, 6, 8), 0.3, seed=5),
         lambda t: F.dropout(t, 0.3, seed=5, offset=3),
         lambda t: F.feature_alpha_dropout(t, 0.3, seed=5),
         lambda t: F.gaussian_dropout(t, 0.3, seed=5, noise_shape=(None, None, 1, None)),
@@ -371,10 +373,10 @@ def test_openmp_and_numba_launches_bit_equal(launch, monkeypatch):
                 results = [op(cl) for op in ops]
             with kernels.use_backend("reference"):
                 expected = [op(cl) for op in ops]
-            for fast, reference in zip(results[:3], expected[:3], strict=True):
+            for fast, reference in zip(results[:4], expected[:4], strict=True):
                 assert_bit_equal(fast, reference)
             tolerance = 4e-6 if dtype in (torch.float32, torch.float64) else 2**-7
-            torch.testing.assert_close(results[3], expected[3], rtol=tolerance, atol=tolerance)
+            torch.testing.assert_close(results[4], expected[4], rtol=tolerance, atol=tolerance)
     assert calls["count"] == (0 if launch == "numba" else 2 * 2 * len(ops))
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit, prange, types
+from numba import carray, njit, prange, types
 from numba.core.extending import overload
 
 from dropkit.kernels.cpu._kernels import (
@@ -45,6 +45,7 @@ from dropkit.kernels.cpu._kernels import (
     _to_storage,
     keep_span,
 )
+from dropkit.kernels.cpu._openmp import _call_int_function, _pointer_from_address
 
 #: Mask elements per chunk of a full mask drawn in the pass (an L1/L2-sized scratch).
 CHUNK_ELEMENTS = BERNOULLI_PER_BLOCK * CHUNK_BLOCKS * 4
@@ -130,6 +131,25 @@ def _periodic_row(
 
 
 @njit(**_JIT)
+def _expanded_row(
+    x: Any, out: Any, draws: Any, x_at: int, out_at: int, draw_at: int, dim: Any, repeat: int,
+    tiled: Any, chunk: Any, a: Any, b: Any, dropped: Any, affine: bool,
+) -> None:  # fmt: skip
+    """A contiguous run ``dim = (n, 1, 1, s)`` whose element ``k`` draws
+    ``draws[draw_at + (k // repeat) * s]`` (spatial dropout: ``H*W`` elements per channel):
+    each tile of whole repeats is filled in ``tiled``, then is one long vectorised row."""
+    n, step = dim[0], dim[3]
+    length = min(tiled.size // repeat * repeat, n)
+    for done in range(0, n, length):
+        count = min(length, n - done)
+        first = done // repeat
+        for r in range(count // repeat):
+            tiled[r * repeat : (r + 1) * repeat] = draws[draw_at + (first + r) * step]
+        chunk[0], chunk[1], chunk[2], chunk[3] = count, 1, 1, 1
+        _row(x, out, tiled, x_at + done, out_at + done, 0, chunk, a, b, dropped, affine)
+
+
+@njit(**_JIT)
 def _rows(
     x: Any, out: Any, draws: Any, dims: Any, first_row: int, last_row: int,
     x_base: int, out_base: int, draw_base: int, a: Any, b: Any, dropped: Any, affine: bool,
@@ -152,7 +172,10 @@ def _rows(
         draw_at += i * dims[d, 3]
     chunk = np.empty(4, np.int64)
     for _ in range(first_row, last_row):
-        if period > 0:
+        if period < 0:
+            _expanded_row(x, out, draws, x_at, out_at, draw_at, inner, -period, tiled, chunk,
+                          a, b, dropped, affine)  # fmt: skip
+        elif period > 0:
             _periodic_row(x, out, draws, x_at, out_at, draw_at, inner[0], period, tiled, chunk,
                           a, b, dropped, affine)  # fmt: skip
         else:
@@ -188,7 +211,8 @@ def _drawn_piece(
     rows = _row_count(dims)
     lo = part * rows // parts
     hi = (part + 1) * rows // parts
-    tiled = np.empty(period * max(1, TILED_ELEMENTS // period) if period > 0 else 0, draws.dtype)
+    repeat = abs(period)
+    tiled = np.empty(repeat * max(1, TILED_ELEMENTS // repeat) if repeat else 0, draws.dtype)
     if hi > lo:
         _rows(x, out, draws, dims, lo, hi, 0, 0, 0, a, b, dropped, affine, period, tiled)
 
@@ -200,7 +224,8 @@ def apply_drawn(
 ) -> None:  # fmt: skip
     """``out = f(x, draws[mask index])`` over ``dims`` with a mask drawn beforehand (serial).
     ``period > 0``: the innermost dim is a contiguous run whose draws repeat with that period
-    (see :func:`_periodic_row`)."""
+    (see :func:`_periodic_row`); ``period < 0``: one whose draws each hold for ``-period``
+    elements (see :func:`_expanded_row`)."""
     _drawn_piece(x, out, draws, dims, period, a, b, dropped, affine, 1, 0)
 
 
@@ -457,3 +482,96 @@ def normals_parallel(out: Any, offset: int, key: Any, parts: int) -> None:
         hi = (part + 1) * n // parts
         if hi > lo:
             _normals_span(out[lo:hi], offset + lo, key)
+
+
+# -- the OpenMP bodies (launched by ._layout_launch) --------------------------------------------
+# Here, beside the functions they call: numba's disk cache keys a cached function on its own
+# file only, so a body in another file would keep running stale copies of these after an edit.
+
+# Layout of the int64 parameter block.
+(
+    _CHUNKED, _GAUSSIAN, _X, _X_LEN, _OUT, _OUT_LEN, _DRAWS, _DRAWS_LEN, _DIMS, _DEPTH, _ORDER,
+    _ORDER_DEPTH, _PERIOD, _OFFSET, _KEY, _THRESHOLD, _AFFINE, _CONSTANTS, _THREAD_NUM,
+    _NUM_THREADS,
+) = range(20)  # fmt: skip
+_PARAMETERS = 20
+
+_int64_pointer = _pointer_from_address(types.int64)
+_uint64_pointer = _pointer_from_address(types.uint64)
+_uint8_pointer = _pointer_from_address(types.uint8)
+_float64_pointer = _pointer_from_address(types.float64)
+_float32_pointer = _pointer_from_address(types.float32)
+_bfloat16_pointer = _pointer_from_address(types.uint16)
+_float16_pointer = _pointer_from_address(types.int16)
+
+
+@njit(inline="always")
+def _run_piece(x: Any, out: Any, p: Any, draws: Any, a: Any, b: Any, dropped: Any) -> None:
+    dims = carray(_int64_pointer(p[_DIMS]), (p[_DEPTH], 4))
+    affine = p[_AFFINE] != 0
+    thread: int = _call_int_function(p[_THREAD_NUM])  # type: ignore[call-arg]
+    threads: int = _call_int_function(p[_NUM_THREADS])
+    if p[_CHUNKED] == 0:
+        _drawn_piece(x, out, draws, dims, p[_PERIOD], a, b, dropped, affine, threads, thread)
+        return
+    order = carray(_int64_pointer(p[_ORDER]), (p[_ORDER_DEPTH], 2))
+    key = carray(_uint64_pointer(p[_KEY]), 4)
+    size = _scratch_size(dims)
+    scratch = np.empty(size, draws.dtype)
+    ordered = np.empty(size if order.shape[0] else 0, draws.dtype)
+    _chunked_piece(
+        x, out, dims, order, p[_OFFSET], key, np.uint16(p[_THRESHOLD]), scratch, ordered,
+        a, b, dropped, affine, threads, thread,
+    )  # fmt: skip
+
+
+@njit(inline="always")
+def _run_thread(x: Any, out: Any, p: Any, a: Any, b: Any, dropped: Any) -> None:
+    """This OpenMP thread's piece, with boolean keep draws or float32 normals."""
+    if p[_GAUSSIAN] == 0:
+        keep = carray(_uint8_pointer(p[_DRAWS]), p[_DRAWS_LEN]).view(np.bool_)
+        _run_piece(x, out, p, keep, a, b, dropped)
+    else:
+        normals = carray(_float32_pointer(p[_DRAWS]), p[_DRAWS_LEN])
+        _run_piece(x, out, p, normals, a, b, dropped)
+
+
+# Module-level bodies (no closures), so that numba's disk cache finds them again.
+def _body_float32(data: Any) -> None:
+    p = carray(data, _PARAMETERS, np.int64)
+    x = carray(_float32_pointer(p[_X]), p[_X_LEN])
+    out = carray(_float32_pointer(p[_OUT]), p[_OUT_LEN])
+    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
+    _run_thread(x, out, p, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
+
+
+def _body_float64(data: Any) -> None:
+    p = carray(data, _PARAMETERS, np.int64)
+    x = carray(_float64_pointer(p[_X]), p[_X_LEN])
+    out = carray(_float64_pointer(p[_OUT]), p[_OUT_LEN])
+    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
+    _run_thread(x, out, p, c[0], c[1], c[2])
+
+
+def _body_bfloat16(data: Any) -> None:
+    p = carray(data, _PARAMETERS, np.int64)
+    x = carray(_bfloat16_pointer(p[_X]), p[_X_LEN])
+    out = carray(_bfloat16_pointer(p[_OUT]), p[_OUT_LEN])
+    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
+    _run_thread(x, out, p, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
+
+
+def _body_float16(data: Any) -> None:
+    p = carray(data, _PARAMETERS, np.int64)
+    x = carray(_float16_pointer(p[_X]), p[_X_LEN])
+    out = carray(_float16_pointer(p[_OUT]), p[_OUT_LEN])
+    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
+    _run_thread(x, out, p, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
+
+
+_BODIES = {
+    np.dtype(np.float32): _body_float32,
+    np.dtype(np.float64): _body_float64,
+    np.dtype(np.uint16): _body_bfloat16,
+    np.dtype(np.int16): _body_float16,
+}

@@ -14,105 +14,35 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import cfunc, types
 
 from dropkit.kernels.cpu import _openmp
 from dropkit.kernels.cpu._layout_kernels import (
-    _chunked_piece,
-    _drawn_piece,
-    _scratch_size,
+    _AFFINE,
+    _BODIES,
+    _CHUNKED,
+    _CONSTANTS,
+    _DEPTH,
+    _DIMS,
+    _DRAWS,
+    _DRAWS_LEN,
+    _GAUSSIAN,
+    _KEY,
+    _NUM_THREADS,
+    _OFFSET,
+    _ORDER,
+    _ORDER_DEPTH,
+    _OUT,
+    _OUT_LEN,
+    _PARAMETERS,
+    _PERIOD,
+    _THREAD_NUM,
+    _THRESHOLD,
+    _X,
+    _X_LEN,
 )
-from dropkit.kernels.cpu._openmp import _call_int_function, _pointer_from_address
 
 __all__ = ["LayoutLauncher", "launcher"]
-
-# Layout of the int64 parameter block.
-(
-    _CHUNKED, _GAUSSIAN, _X, _X_LEN, _OUT, _OUT_LEN, _DRAWS, _DRAWS_LEN, _DIMS, _DEPTH, _ORDER,
-    _ORDER_DEPTH, _PERIOD, _OFFSET, _KEY, _THRESHOLD, _AFFINE, _CONSTANTS, _THREAD_NUM,
-    _NUM_THREADS,
-) = range(20)  # fmt: skip
-_PARAMETERS = 20
-
-_int64_pointer = _pointer_from_address(types.int64)
-_uint64_pointer = _pointer_from_address(types.uint64)
-_uint8_pointer = _pointer_from_address(types.uint8)
-_float64_pointer = _pointer_from_address(types.float64)
-_float32_pointer = _pointer_from_address(types.float32)
-_bfloat16_pointer = _pointer_from_address(types.uint16)
-_float16_pointer = _pointer_from_address(types.int16)
-
-
-@njit(inline="always")
-def _run_piece(x: Any, out: Any, p: Any, draws: Any, a: Any, b: Any, dropped: Any) -> None:
-    dims = carray(_int64_pointer(p[_DIMS]), (p[_DEPTH], 4))
-    affine = p[_AFFINE] != 0
-    thread: int = _call_int_function(p[_THREAD_NUM])  # type: ignore[call-arg]
-    threads: int = _call_int_function(p[_NUM_THREADS])
-    if p[_CHUNKED] == 0:
-        _drawn_piece(x, out, draws, dims, p[_PERIOD], a, b, dropped, affine, threads, thread)
-        return
-    order = carray(_int64_pointer(p[_ORDER]), (p[_ORDER_DEPTH], 2))
-    key = carray(_uint64_pointer(p[_KEY]), 4)
-    size = _scratch_size(dims)
-    scratch = np.empty(size, draws.dtype)
-    ordered = np.empty(size if order.shape[0] else 0, draws.dtype)
-    _chunked_piece(
-        x, out, dims, order, p[_OFFSET], key, np.uint16(p[_THRESHOLD]), scratch, ordered,
-        a, b, dropped, affine, threads, thread,
-    )  # fmt: skip
-
-
-@njit(inline="always")
-def _run_thread(x: Any, out: Any, p: Any, a: Any, b: Any, dropped: Any) -> None:
-    """This OpenMP thread's piece, with boolean keep draws or float32 normals."""
-    if p[_GAUSSIAN] == 0:
-        keep = carray(_uint8_pointer(p[_DRAWS]), p[_DRAWS_LEN]).view(np.bool_)
-        _run_piece(x, out, p, keep, a, b, dropped)
-    else:
-        normals = carray(_float32_pointer(p[_DRAWS]), p[_DRAWS_LEN])
-        _run_piece(x, out, p, normals, a, b, dropped)
-
-
-# Module-level bodies (no closures), so that numba's disk cache finds them again.
-def _body_float32(data: Any) -> None:
-    p = carray(data, _PARAMETERS, np.int64)
-    x = carray(_float32_pointer(p[_X]), p[_X_LEN])
-    out = carray(_float32_pointer(p[_OUT]), p[_OUT_LEN])
-    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
-    _run_thread(x, out, p, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
-
-
-def _body_float64(data: Any) -> None:
-    p = carray(data, _PARAMETERS, np.int64)
-    x = carray(_float64_pointer(p[_X]), p[_X_LEN])
-    out = carray(_float64_pointer(p[_OUT]), p[_OUT_LEN])
-    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
-    _run_thread(x, out, p, c[0], c[1], c[2])
-
-
-def _body_bfloat16(data: Any) -> None:
-    p = carray(data, _PARAMETERS, np.int64)
-    x = carray(_bfloat16_pointer(p[_X]), p[_X_LEN])
-    out = carray(_bfloat16_pointer(p[_OUT]), p[_OUT_LEN])
-    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
-    _run_thread(x, out, p, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
-
-
-def _body_float16(data: Any) -> None:
-    p = carray(data, _PARAMETERS, np.int64)
-    x = carray(_float16_pointer(p[_X]), p[_X_LEN])
-    out = carray(_float16_pointer(p[_OUT]), p[_OUT_LEN])
-    c = carray(_float64_pointer(p[_CONSTANTS]), 3)
-    _run_thread(x, out, p, np.float32(c[0]), np.float32(c[1]), np.float32(c[2]))
-
-
-_BODIES = {
-    np.dtype(np.float32): _body_float32,
-    np.dtype(np.float64): _body_float64,
-    np.dtype(np.uint16): _body_bfloat16,
-    np.dtype(np.int16): _body_float16,
-}
 
 
 class LayoutLauncher:
