@@ -152,6 +152,9 @@ def _memory_order(dims: np.ndarray) -> np.ndarray:
 #: A mask drawn before the layout pass is drawn on one thread below this many elements.
 SERIAL_DRAW_MAX_NUMEL = 1 << 20
 
+#: Rows a tiled walk keeps at least, to share among threads (see :func:`_periodic`).
+RUN_SPLIT = 64
+
 #: Inner runs up to this long whose draws repeat across the next dim are tiled (see
 #: ``_layout_kernels._periodic_row``): below it, per-row overhead dominates.
 PERIODIC_MAX = 256
@@ -175,9 +178,22 @@ def _periodic(dims: np.ndarray) -> tuple[np.ndarray, int]:
         and (mask_stride, outer_mask) != (0, 0)
     ):
         return dims, 0
-    run = [outer_size * size, 1, 1, mask_stride if mask_stride else outer_mask]
-    merged = np.concatenate([dims[:-2], [run]]).astype(np.int64)
-    return merged, size if mask_stride else -size
+    # The pass splits its rows (the outer dims) over threads: keep at least RUN_SPLIT of them
+    # by cutting the run into ``pieces`` (a divisor of ``outer_size``) where there are fewer.
+    rows = int(np.prod(dims[:-2, 0]))
+    pieces = 1
+    if rows < RUN_SPLIT:
+        pieces = next(p for p in range(RUN_SPLIT, 0, -1) if outer_size % p == 0)
+        if rows * pieces < RUN_SPLIT // 8:
+            return dims, 0  # too few rows for the threads: the plain walk splits finer
+    per_piece = outer_size // pieces
+    draw_step = mask_stride if mask_stride else outer_mask
+    split = [
+        [pieces, per_piece * size, per_piece * size, 0 if mask_stride else per_piece * draw_step]
+    ]
+    run = [[per_piece * size, 1, 1, draw_step]]
+    merged = np.concatenate([dims[:-2], split if pieces > 1 else np.zeros((0, 4)), run])
+    return merged.astype(np.int64), size if mask_stride else -size
 
 
 def _philox_key(seed: Tensor, step: Tensor) -> np.ndarray:
