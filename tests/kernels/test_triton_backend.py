@@ -354,3 +354,55 @@ def test_transposed_layouts_bit_equal(layout, dtype):
     assert _launch.transposed_plan(dims, 8) is not None
     _assert_same(lambda t: F.dropout(t, 0.3, seed=3, step=1, offset=8), x)
     _assert_same(lambda t: F.alpha_dropout(t, 0.5, seed=3), x)
+
+
+ROWS_CASES = {
+    # spatial over NCHW: a row of H * W elements shares one mask element
+    "spatial_nchw": ((2, 3, 16, 16), lambda t: F.spatial_dropout(t, 0.4, seed=3, step=2)),
+    # locked over dim 0: every row reads the same mask row
+    "locked_time_major": (
+        (5, 4, 64),
+        lambda t: F.locked_dropout(t, 0.4, time_dim=0, seed=3, step=2, offset=9),
+    ),
+    "alpha_spatial": ((2, 3, 16, 16), lambda t: F.feature_alpha_dropout(t, 0.4, seed=3)),
+    "gaussian_spatial": (
+        (2, 3, 16, 16),
+        lambda t: F.gaussian_dropout(t, 0.4, noise_shape=(None, None, 1, 1), seed=3),
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", sorted(ROWS_CASES))
+def test_rows_kernel_bit_equal_and_chosen(case, dtype, monkeypatch):
+    shape, op = ROWS_CASES[case]
+    launched: list[int] = []
+    rows_kernel = _launch.K.rows_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            launched.append(grid[0])
+            return rows_kernel[grid]
+
+    monkeypatch.setattr(_launch.K, "rows_kernel", Spy())
+    _assert_same(op, _randn(shape, dtype), exact=not case.startswith("gaussian"))
+    assert launched, "the rows kernel did not run"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_rows_kernel_on_a_row_slice(dtype):
+    # A full mask on x[:, a:b]: rows from the program id, one Philox call per element.
+    x = _randn((6, 300), dtype)[:, 17:250]
+    assert _launch.merged_dims(x, torch.empty_like(x), x.shape)[1][1:3] == (1, 1)
+    outputs = []
+    for backend in ("reference", "triton"):
+        with kernels.use_backend(backend):
+            outputs.append(F.dropout(x, 0.4, seed=3, offset=5))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_short_rows_take_the_strided_kernel():
+    x = _randn((4, 8, 5, 5), torch.float32)  # H * W = 25 < ROWS_MIN_LEN
+    dims = _launch.merged_dims(x, torch.empty_like(x), (4, 8, 1, 1))
+    assert len(dims) == 2 and dims[1][0] < _launch.ROWS_MIN_LEN
+    _assert_same(lambda t: F.spatial_dropout(t, 0.4, seed=3), x)

@@ -17,6 +17,9 @@ Layouts (no hidden ``.contiguous()`` copy for the elementwise family):
 * dense layouts whose memory-innermost dimension is not the mask's (channels_last, a transposed
   ``(N, L, C)``) with lines of a multiple of 8 mask elements: :func:`~._kernels.transposed_kernel`
   draws tiles in mask order, 8 per Philox call, and transposes them in registers;
+* two merged dims whose inner one is unit-stride (spatial dropout of NCHW, locked dropout over
+  dim 0, row slices ``x[:, :k]``) with rows of at least :data:`ROWS_MIN_LEN`:
+  :func:`~._kernels.rows_kernel`, the row taken from the program id;
 * any other strides (slices, expanded gradients, odd channels_last sizes): the output
   (``empty_like``) is walked in its memory order by :func:`~._kernels.strided_kernel`, after
   merging the dimensions that stay linear in input, output and mask; a full mask is drawn per
@@ -59,6 +62,10 @@ TRANSPOSED_TILE = (64, 64)
 STRIDED_TILE = 1024
 #: Dimensions the strided kernel walks after merging; more falls back to the reference.
 MAX_DIMS = 6
+#: Shortest row the rows kernel takes (shorter rows waste most lanes of a program).
+ROWS_MIN_LEN = 128
+#: Most elements per program of the rows kernel.
+ROWS_TILE = 4096
 # No FMA contraction: x * a + b and 1 + std * n round like the reference's separate ops.
 _LAUNCH: dict[str, Any] = {"enable_fp_fusion": False}
 
@@ -262,6 +269,17 @@ class TritonBackend:
             _launch_contiguous(
                 source, source, mask_numel, offset, seed, step, rate, constants, fill_op
             )
+        if len(dims) == 2 and dims[1][1:3] == (1, 1) and dims[1][0] >= ROWS_MIN_LEN:
+            (rows, x_row, out_row, mask_row), (row_len, _, _, mask_col) = dims
+            block = min(ROWS_TILE, triton.next_power_of_2(row_len))
+            chunks = triton.cdiv(row_len, block)
+            K.rows_kernel[(rows * chunks,)](
+                x, out, source, row_len, chunks, offset, x_row, out_row, mask_row, mask_col,
+                seed, step, rate, *constants,
+                OP=op, FROM_SOURCE=from_source, BLOCK=block, num_warps=8 if block >= 2048 else 4,
+                **_launch_options(),
+            )  # fmt: skip
+            return out
         inner_first = list(reversed(dims)) + [(1, 0, 0, 0)] * (MAX_DIMS - len(dims))
         sizes, x_strides, out_strides, mask_strides = (
             list(column) for column in zip(*inner_first, strict=True)
