@@ -64,8 +64,9 @@ STRIDED_TILE = 1024
 MAX_DIMS = 6
 #: Shortest row the rows kernel takes (shorter rows waste most lanes of a program).
 ROWS_MIN_LEN = 128
-#: Most elements per program of the rows kernel.
-ROWS_TILE = 4096
+#: Elements per program of the rows kernel: the short tile for rows shorter than the long one.
+#: Two sizes only: each is a compiled variant per op and dtype (compiles cost device time).
+ROWS_TILES = (256, 2048)
 # No FMA contraction: x * a + b and 1 + std * n round like the reference's separate ops.
 _LAUNCH: dict[str, Any] = {"enable_fp_fusion": False}
 
@@ -271,12 +272,12 @@ class TritonBackend:
             )
         if len(dims) == 2 and dims[1][1:3] == (1, 1) and dims[1][0] >= ROWS_MIN_LEN:
             (rows, x_row, out_row, mask_row), (row_len, _, _, mask_col) = dims
-            block = min(ROWS_TILE, triton.next_power_of_2(row_len))
+            block = ROWS_TILES[0] if row_len < ROWS_TILES[1] else ROWS_TILES[1]
             chunks = triton.cdiv(row_len, block)
             K.rows_kernel[(rows * chunks,)](
                 x, out, source, row_len, chunks, offset, x_row, out_row, mask_row, mask_col,
                 seed, step, rate, *constants,
-                OP=op, FROM_SOURCE=from_source, BLOCK=block, num_warps=8 if block >= 2048 else 4,
+                OP=op, FROM_SOURCE=from_source, BLOCK=block, num_warps=8 if block > 256 else 2,
                 **_launch_options(),
             )  # fmt: skip
             return out
