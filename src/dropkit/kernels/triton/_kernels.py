@@ -185,10 +185,17 @@ def contiguous_kernel(
 ):
     """Full mask over a tensor stored in logical order (contiguous): the mask index of element
     ``L`` is ``offset + L``. Tiles are aligned to Philox blocks in mask space: tile ``pid``
-    covers mask indices ``offset - head + pid * BLOCK + k`` (``head = offset % per_block``)."""
+    covers mask indices ``offset - head + pid * BLOCK + k`` (``head = offset % per_block``).
+
+    Grid axis 1 is the group of a 1-D step (MC sampling): group ``g`` is the ``n`` elements
+    from ``g * n``, drawn with ``step[g]`` exactly as a separate launch on it would draw them
+    (a 0-d step has one group)."""
     pid = tl.program_id(0).to(tl.int64)
+    group = tl.program_id(1).to(tl.int64)
+    x_ptr += group * n
+    out_ptr += group * n
     seed = tl.load(seed_ptr)
-    step_lo, step_hi = _step_words(step_ptr)
+    step_lo, step_hi = _step_words(step_ptr + group)
     index = pid * BLOCK + tl.arange(0, BLOCK) - head
     valid = (index >= 0) & (index < n)
     t = _threshold(rate_ptr)
