@@ -1,0 +1,594 @@
+"""numba kernels of the fused ops ``residual + dropout(act(x + bias))`` and its backward
+(jit functions only; wrappers live in ``backend.py``).
+
+The activations reproduce PyTorch's own CPU kernels operation for operation, so that the fused
+pass gives the reference's bits: PyTorch computes ``gelu``, ``gelu_tanh`` and ``silu`` on float32
+with its ``Vectorized<float>`` code (``aten/src/ATen/native/cpu/Activation.cpp``), whose ``erf`` is
+the Abramowitz-Stegun polynomial 7.1.26 with fused multiply-adds and whose ``exp`` is SLEEF's
+``expf_u10``; both are ported here (:func:`_sleef_expf`, :func:`_erf_as`). ``tanh`` and the
+float64 functions come from the C library (see ``docs/cpu.md`` for the measured differences).
+
+Every element depends only on its index, and the bias gradient is summed in a fixed tree of row
+groups (:data:`BIAS_ROW_GROUPS`), so no result depends on the thread count.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core.extending import intrinsic, overload
+
+from dropkit.kernels.cpu._kernels import (
+    BERNOULLI_PER_BLOCK,
+    CHUNK_BLOCKS,
+    WORDS_PER_BLOCK,
+    _bits_from_float32,
+    _float32_from_bits,
+    _load,
+    _philox_blocks,
+    _to_storage,
+)
+
+#: Activation codes (the order of :data:`dropkit.kernels.reference.ACTIVATIONS`).
+IDENTITY, GELU, GELU_TANH, RELU, SILU = range(5)
+#: Rows of the bias gradient are summed in this many fixed groups (then the groups in order),
+#: whatever the thread count: the threads share out groups, never split one.
+BIAS_ROW_GROUPS = 64
+
+_JIT: dict[str, Any] = {"cache": True, "nogil": True, "boundscheck": False, "fastmath": False}
+
+
+@intrinsic
+def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once (``llvm.fma``), as the ``_mm512_fmadd_ps`` PyTorch uses."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        value_type = context.get_value_type(signature.return_type)
+        function_type = ir.FunctionType(value_type, [value_type] * 3)
+        function = builder.module.declare_intrinsic("llvm.fma", [value_type], function_type)
+        return builder.call(function, args)
+
+    return a(a, a, a), codegen
+
+
+@intrinsic
+def _rint(typingctx: Any, value: Any) -> Any:
+    """Round to nearest even (``llvm.rint``, the default rounding mode)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        value_type = context.get_value_type(signature.return_type)
+        function_type = ir.FunctionType(value_type, [value_type])
+        function = builder.module.declare_intrinsic("llvm.rint", [value_type], function_type)
+        return builder.call(function, args)
+
+    return value(value), codegen
+
+
+_LOG2E = np.float32(1.442695040888963407359924681001892137426645954152985934135449406931)
+_LN2_HIGH = np.float32(0.693145751953125)
+_LN2_LOW = np.float32(1.428606765330187045e-06)
+_EXP_COEFFICIENTS = (
+    np.float32(0.000198527617612853646278381),
+    np.float32(0.00139304355252534151077271),
+    np.float32(0.00833336077630519866943359),
+    np.float32(0.0416664853692054748535156),
+    np.float32(0.166666671633720397949219),
+    np.float32(0.5),
+)
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+_ZERO = np.float32(0.0)
+
+
+@njit(cache=True)
+def _pow2i(q: Any) -> Any:
+    """``2**q`` for an int32 ``q`` in float32's exponent range (bit construction)."""
+    return _float32_from_bits(np.uint32(q + np.int32(0x7F)) << np.uint32(23))  # type: ignore[call-arg]
+
+
+@njit(cache=True)
+def _sleef_expf(d: Any) -> Any:
+    """SLEEF's ``xexpf`` (u10) on float32, as ``Vectorized<float>::exp`` runs it (FMA build)."""
+    q = np.int32(_rint(d * _LOG2E))  # type: ignore[call-arg]
+    qf = np.float32(q)
+    s = _fma(qf, -_LN2_HIGH, d)  # type: ignore[call-arg]
+    s = _fma(qf, -_LN2_LOW, s)  # type: ignore[call-arg]
+    u = _EXP_COEFFICIENTS[0]
+    u = _fma(u, s, _EXP_COEFFICIENTS[1])  # type: ignore[call-arg]
+    u = _fma(u, s, _EXP_COEFFICIENTS[2])  # type: ignore[call-arg]
+    u = _fma(u, s, _EXP_COEFFICIENTS[3])  # type: ignore[call-arg]
+    u = _fma(u, s, _EXP_COEFFICIENTS[4])  # type: ignore[call-arg]
+    u = _fma(u, s, _EXP_COEFFICIENTS[5])  # type: ignore[call-arg]
+    u = _ONE + _fma(s * s, u, s)  # type: ignore[call-arg]
+    half_q = q >> np.int32(1)
+    u = u * _pow2i(half_q) * _pow2i(q - half_q)
+    u = _ZERO if d < np.float32(-104.0) else u
+    return np.float32(np.inf) if d > np.float32(100.0) else u
+
+
+_U20_COEFFICIENTS = (
+    np.float32(0.999999701),
+    np.float32(0.499991506),
+    np.float32(0.166676521),
+    np.float32(0.0418978221),
+    np.float32(0.00828929059),
+)
+_U20_LOG2E = np.uint32(0x3FB8AA3B).view(np.float32)
+_U20_LN2 = np.uint32(0x3F317218).view(np.float32)
+_U20_LN_MIN = np.uint32(0xC2AEAC50).view(np.float32)
+_U20_LN_MAX = np.uint32(0x42B17218).view(np.float32)
+
+
+@intrinsic
+def _floor(typingctx: Any, value: Any) -> Any:
+    """Round toward minus infinity (``llvm.floor``)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        value_type = context.get_value_type(signature.return_type)
+        function_type = ir.FunctionType(value_type, [value_type])
+        function = builder.module.declare_intrinsic("llvm.floor", [value_type], function_type)
+        return builder.call(function, args)
+
+    return value(value), codegen
+
+
+@njit(cache=True)
+def _exp_u20(x: Any) -> Any:
+    """``Vectorized<float>::exp_u20`` (PyTorch's fast float32 exp, 20 ulp), the ``exp`` of
+    PyTorch's vectorised ``erf``."""
+    clamped = max(min(x, _U20_LN_MAX), _U20_LN_MIN)
+    fx = _floor(_fma(clamped, _U20_LOG2E, _HALF))  # type: ignore[call-arg]
+    r = _fma(-fx, _U20_LN2, clamped)  # type: ignore[call-arg]
+    u = _fma(r, _U20_COEFFICIENTS[4], _U20_COEFFICIENTS[3])  # type: ignore[call-arg]
+    u = _fma(r, u, _U20_COEFFICIENTS[2])  # type: ignore[call-arg]
+    u = _fma(r, u, _U20_COEFFICIENTS[1])  # type: ignore[call-arg]
+    u = _fma(r, u, _U20_COEFFICIENTS[0])  # type: ignore[call-arg]
+    u = _fma(r, u, _ONE)  # type: ignore[call-arg]
+    power = _float32_from_bits(np.uint32(np.int32(fx - _ONE) + np.int32(127)) << np.uint32(23))  # type: ignore[call-arg]
+    power = _ZERO if x < _U20_LN_MIN else power
+    return u * power * np.float32(2.0)
+
+
+_ERF_P = np.float32(0.3275911)
+_ERF_A = (
+    np.float32(0.254829592),
+    np.float32(-0.284496736),
+    np.float32(1.421413741),
+    np.float32(-1.453152027),
+    np.float32(1.061405429),
+)
+_SIGN32 = np.uint32(0x80000000)
+
+
+@njit(cache=True)
+def _erf_as(x: Any) -> Any:
+    """``Vectorized<float>::erf``: Abramowitz-Stegun 7.1.26 with PyTorch's FMA order."""
+    sign = _bits_from_float32(x) & _SIGN32  # type: ignore[call-arg]
+    magnitude = abs(x)
+    t = _ONE / _fma(_ERF_P, magnitude, _ONE)  # type: ignore[call-arg]
+    r = _fma(_ERF_A[4], t, _ERF_A[3])  # type: ignore[call-arg]
+    r = _fma(r, t, _ERF_A[2])  # type: ignore[call-arg]
+    r = _fma(r, t, _ERF_A[1])  # type: ignore[call-arg]
+    r = _fma(r, t, _ERF_A[0])  # type: ignore[call-arg]
+    negative_exp = -_exp_u20(-(x * x))
+    value = _fma(negative_exp * t, r, _ONE)  # type: ignore[call-arg]
+    return _float32_from_bits(_bits_from_float32(value) ^ sign)  # type: ignore[call-arg]
+
+
+_SQRT_HALF32 = np.float32(0.70710678118654752440)  # M_SQRT1_2
+_GELU_PDF32 = np.float32(1.12837916709551257390 * 0.70710678118654752440 * 0.5)
+_TANH_BETA32 = np.float32(1.41421356237309504880 * 1.12837916709551257390 * 0.5)
+_TANH_KAPPA32 = np.float32(0.044715)
+_THREE32 = np.float32(3.0)
+_SQRT_HALF64 = 0.70710678118654752440
+_GELU_PDF64 = 1.12837916709551257390 * 0.70710678118654752440 * 0.5
+_TANH_BETA64 = 1.41421356237309504880 * 1.12837916709551257390 * 0.5
+_TANH_KAPPA64 = 0.044715
+
+
+@njit(cache=True)
+def _tanh32(y: Any) -> Any:
+    """float32 ``tanh`` as ``1 - 2 / (exp(2|y|) + 1)`` with the sign of ``y``: branch-free and
+    vectorisable (libm's ``tanhf`` is a call per element)."""
+    magnitude = _ONE - np.float32(2.0) / (_sleef_expf(np.float32(2.0) * abs(y)) + _ONE)
+    return _float32_from_bits(  # type: ignore[call-arg]
+        _bits_from_float32(magnitude) | (_bits_from_float32(y) & _SIGN32)  # type: ignore[call-arg]
+    )
+
+
+def _activate(h: Any, activation: int) -> Any:  # pragma: no cover - replaced by the overload
+    raise NotImplementedError
+
+
+def _activate_backward(g: Any, h: Any, activation: int) -> Any:  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_activate, inline="always")
+def _activate_overload(h: Any, activation: Any) -> Any:
+    """``act(h)`` with PyTorch's operation order (float32: its vectorised kernels)."""
+    if h == types.float32:
+
+        def activate32(h: Any, activation: Any) -> Any:
+            if activation == GELU:
+                return h * _HALF * (_ONE + _erf_as(h * _SQRT_HALF32))
+            if activation == GELU_TANH:
+                inner = _TANH_BETA32 * (h + _TANH_KAPPA32 * (h * h * h))
+                return _HALF * h * (_ONE + _tanh32(inner))
+            if activation == RELU:
+                return _ZERO if h < _ZERO else h
+            if activation == SILU:
+                return h / (_ONE + _sleef_expf(-h))
+            return h
+
+        return activate32
+
+    def activate64(h: Any, activation: Any) -> Any:
+        if activation == GELU:
+            return h * 0.5 * (1.0 + math.erf(h * _SQRT_HALF64))
+        if activation == GELU_TANH:
+            inner = _TANH_BETA64 * (h + _TANH_KAPPA64 * (h * h * h))
+            return 0.5 * h * (1.0 + math.tanh(inner))
+        if activation == RELU:
+            return 0.0 if h < 0.0 else h
+        if activation == SILU:
+            return h / (1.0 + math.exp(-h))
+        return h
+
+    return activate64
+
+
+@overload(_activate_backward, inline="always")
+def _activate_backward_overload(g: Any, h: Any, activation: Any) -> Any:
+    """``g * act'(h)`` with PyTorch's backward formulas and operation order."""
+    if h == types.float32:
+
+        def backward32(g: Any, h: Any, activation: Any) -> Any:
+            if activation == GELU:
+                cdf = _HALF * (_ONE + _erf_as(h * _SQRT_HALF32))
+                pdf = _GELU_PDF32 * _sleef_expf(h * h * np.float32(-0.5))
+                return g * (cdf + h * pdf)
+            if activation == GELU_TANH:
+                h_squared = h * h
+                inner = _TANH_BETA32 * (h + _TANH_KAPPA32 * (h * h * h))
+                tanh_inner = _tanh32(inner)
+                left = _HALF * h
+                right = _ONE + tanh_inner
+                left_derivative = _HALF * right
+                tanh_derivative = _ONE - tanh_inner * tanh_inner
+                inner_derivative = _TANH_BETA32 * (_ONE + _THREE32 * _TANH_KAPPA32 * h_squared)
+                right_derivative = left * tanh_derivative * inner_derivative
+                return g * (left_derivative + right_derivative)
+            if activation == RELU:
+                return _ZERO if h <= _ZERO else g
+            if activation == SILU:
+                sigmoid = _ONE / (_ONE + _sleef_expf(-h))
+                return g * sigmoid * (_ONE + h * (_ONE - sigmoid))
+            return g
+
+        return backward32
+
+    def backward64(g: Any, h: Any, activation: Any) -> Any:
+        if activation == GELU:
+            cdf = 0.5 * (1.0 + math.erf(h * _SQRT_HALF64))
+            pdf = _GELU_PDF64 * math.exp(h * h * -0.5)
+            return g * (cdf + h * pdf)
+        if activation == GELU_TANH:
+            h_squared = h * h
+            inner = _TANH_BETA64 * (h + _TANH_KAPPA64 * (h * h * h))
+            tanh_inner = math.tanh(inner)
+            left = 0.5 * h
+            right = 1.0 + tanh_inner
+            left_derivative = 0.5 * right
+            tanh_derivative = 1.0 - tanh_inner * tanh_inner
+            inner_derivative = _TANH_BETA64 * (1.0 + 3.0 * _TANH_KAPPA64 * h_squared)
+            right_derivative = left * tanh_derivative * inner_derivative
+            return g * (left_derivative + right_derivative)
+        if activation == RELU:
+            return 0.0 if h <= 0.0 else g
+        if activation == SILU:
+            sigmoid = 1.0 / (1.0 + math.exp(-h))
+            return g * sigmoid * (1.0 + h * (1.0 - sigmoid))
+        return g
+
+    return backward64
+
+
+@njit(inline="always")
+def _forward_segment(
+    xs: Any, bs: Any, rs: Any, outs: Any, draws: Any, threshold: Any, scale: Any, activation: int
+) -> None:
+    """``out = r + (keep ? act(x + b) * scale : 0)`` over one contiguous segment; one loop per
+    activation so that each is a straight-line, vectorisable body."""
+    zero = scale - scale
+    if activation == GELU:
+        for k in range(xs.size):
+            kept = _activate(_load(xs[k]) + bs[k], GELU) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+    elif activation == GELU_TANH:
+        for k in range(xs.size):
+            kept = _activate(_load(xs[k]) + bs[k], GELU_TANH) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+    elif activation == RELU:
+        for k in range(xs.size):
+            kept = _activate(_load(xs[k]) + bs[k], RELU) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+    elif activation == SILU:
+        for k in range(xs.size):
+            kept = _activate(_load(xs[k]) + bs[k], SILU) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+    else:
+        for k in range(xs.size):
+            kept = (_load(xs[k]) + bs[k]) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+
+
+@njit(**_JIT)
+def forward_span(
+    x: Any,
+    bias: Any,
+    residual: Any,
+    out: Any,
+    start: int,
+    stop: int,
+    offset: int,
+    key: Any,
+    threshold: Any,
+    scale: Any,
+    activation: int,
+) -> None:
+    """:func:`_forward_segment` over flat elements ``start .. stop`` (mask index ``offset + i``).
+
+    ``bias`` and ``residual`` are read periodically (element ``i`` uses ``bias[i % bias.size]``);
+    a missing operand is a tile of ``-0.0``, the exact identity of IEEE addition."""
+    words = np.empty(WORDS_PER_BLOCK * CHUNK_BLOCKS, np.uint32)
+    halves = words.view(np.uint16)
+    last_block = (offset + stop - 1) // BERNOULLI_PER_BLOCK
+    i = start
+    while i < stop:
+        block = (offset + i) // BERNOULLI_PER_BLOCK
+        num_blocks = min(CHUNK_BLOCKS, last_block - block + 1)
+        _philox_blocks(words, np.uint64(block), num_blocks, key[0], key[1], key[2], key[3])
+        skip = offset + i - block * BERNOULLI_PER_BLOCK
+        count = min(num_blocks * BERNOULLI_PER_BLOCK - skip, stop - i)
+        done = 0
+        while done < count:
+            at = i + done
+            bias_at = at % bias.size
+            residual_at = at % residual.size
+            length = min(count - done, bias.size - bias_at, residual.size - residual_at)
+            _forward_segment(
+                x[at : at + length], bias[bias_at : bias_at + length],
+                residual[residual_at : residual_at + length], out[at : at + length],
+                halves[skip + done : skip + done + length], threshold, scale, activation,
+            )  # fmt: skip
+            done += length
+        i += count
+
+
+@njit(parallel=True, **_JIT)
+def forward(
+    x: Any,
+    bias: Any,
+    residual: Any,
+    out: Any,
+    offset: int,
+    key: Any,
+    threshold: Any,
+    scale: Any,
+    activation: int,
+    parts: int,
+) -> None:
+    """:func:`forward_span` over flat ``x`` in ``parts`` parallel pieces (any split: same bits)."""
+    n = x.size
+    for part in prange(parts):
+        lo = part * n // parts
+        hi = (part + 1) * n // parts
+        if hi > lo:
+            forward_span(x, bias, residual, out, lo, hi, offset, key, threshold, scale, activation)
+
+
+@njit(inline="always")
+def _backward_segment(
+    gs: Any,
+    xs: Any,
+    bs: Any,
+    grad_xs: Any,
+    sums: Any,
+    draws: Any,
+    threshold: Any,
+    scale: Any,
+    activation: int,
+    accumulate: bool,
+) -> None:
+    """``gh = act'(x + b) * (keep ? g * scale : 0)`` into ``grad_xs`` (rounded) and, if
+    ``accumulate``, ``sums[k] += gh`` (unrounded)."""
+    zero = scale - scale
+    if activation == GELU:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = _activate_backward(
+                kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k], GELU
+            )
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+    elif activation == GELU_TANH:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = _activate_backward(
+                kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k], GELU_TANH
+            )
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+    elif activation == RELU:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = _activate_backward(
+                kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k], RELU
+            )
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+    elif activation == SILU:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = _activate_backward(
+                kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k], SILU
+            )
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+    else:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = kept if np.uint32(draws[k]) >= threshold else zero
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+
+
+@njit(**_JIT)
+def backward_span(
+    grad: Any,
+    x: Any,
+    bias: Any,
+    grad_x: Any,
+    sums: Any,
+    start: int,
+    stop: int,
+    offset: int,
+    key: Any,
+    threshold: Any,
+    scale: Any,
+    activation: int,
+    accumulate: bool,
+) -> None:
+    """:func:`_backward_segment` over flat elements ``start .. stop``; element ``i`` adds its
+    gradient to ``sums[i % bias.size]`` (``start`` is a multiple of ``bias.size``), so rows are
+    summed in order."""
+    words = np.empty(WORDS_PER_BLOCK * CHUNK_BLOCKS, np.uint32)
+    halves = words.view(np.uint16)
+    last_block = (offset + stop - 1) // BERNOULLI_PER_BLOCK
+    i = start
+    while i < stop:
+        block = (offset + i) // BERNOULLI_PER_BLOCK
+        num_blocks = min(CHUNK_BLOCKS, last_block - block + 1)
+        _philox_blocks(words, np.uint64(block), num_blocks, key[0], key[1], key[2], key[3])
+        skip = offset + i - block * BERNOULLI_PER_BLOCK
+        count = min(num_blocks * BERNOULLI_PER_BLOCK - skip, stop - i)
+        done = 0
+        while done < count:
+            at = i + done
+            bias_at = at % bias.size
+            length = min(count - done, bias.size - bias_at)
+            _backward_segment(
+                grad[at : at + length], x[at : at + length], bias[bias_at : bias_at + length],
+                grad_x[at : at + length], sums[bias_at : bias_at + length],
+                halves[skip + done : skip + done + length], threshold, scale, activation,
+                accumulate,
+            )  # fmt: skip
+            done += length
+        i += count
+
+
+@njit(inline="always")
+def _backward_group(
+    grad: Any,
+    x: Any,
+    bias: Any,
+    grad_x: Any,
+    partial_sums: Any,
+    offset: int,
+    key: Any,
+    threshold: Any,
+    scale: Any,
+    activation: int,
+    accumulate: bool,
+    group: int,
+) -> None:
+    n = grad.size
+    period = bias.size
+    rows = (n + period - 1) // period
+    groups = partial_sums.shape[0]
+    lo = min(group * rows // groups * period, n)
+    hi = min((group + 1) * rows // groups * period, n)
+    if hi > lo:
+        backward_span(
+            grad, x, bias, grad_x, partial_sums[group], lo, hi, offset, key, threshold, scale,
+            activation, accumulate,
+        )  # fmt: skip
+
+
+@njit(**_JIT)
+def backward_serial(
+    grad: Any,
+    x: Any,
+    bias: Any,
+    grad_x: Any,
+    partial_sums: Any,
+    offset: int,
+    key: Any,
+    threshold: Any,
+    scale: Any,
+    activation: int,
+    accumulate: bool,
+) -> None:
+    """:func:`backward` on the calling thread (the same groups, so the same bits)."""
+    for group in range(partial_sums.shape[0]):
+        _backward_group(
+            grad, x, bias, grad_x, partial_sums, offset, key, threshold, scale, activation,
+            accumulate, group,
+        )  # fmt: skip
+
+
+@njit(parallel=True, **_JIT)
+def backward(
+    grad: Any,
+    x: Any,
+    bias: Any,
+    grad_x: Any,
+    partial_sums: Any,
+    offset: int,
+    key: Any,
+    threshold: Any,
+    scale: Any,
+    activation: int,
+    accumulate: bool,
+) -> None:
+    """:func:`backward_span` over ``partial_sums.shape[0]`` groups of whole rows (a row is
+    ``bias.size`` elements), in parallel; group ``g`` sums its rows, in order, into
+    ``partial_sums[g]``. The groups depend on the row count only, never on the thread count."""
+    for group in prange(partial_sums.shape[0]):
+        _backward_group(
+            grad, x, bias, grad_x, partial_sums, offset, key, threshold, scale, activation,
+            accumulate, group,
+        )  # fmt: skip
+
+
+@njit(**_JIT)
+def sum_groups(partial_sums: Any, period: int, out: Any) -> None:
+    """``out[c] = sum over g, then over tiles t, of partial_sums[g, t * period + c]``, in that
+    fixed order (the bias was tiled to ``partial_sums.shape[1]`` elements)."""
+    tiles = partial_sums.shape[1] // period
+    for c in range(period):
+        out[c] = 0
+    for t in range(tiles):
+        for c in range(period):
+            total = partial_sums[0, t * period + c]
+            for g in range(1, partial_sums.shape[0]):
+                total += partial_sums[g, t * period + c]
+            if t == 0:
+                out[c] = total
+            else:
+                out[c] += total
