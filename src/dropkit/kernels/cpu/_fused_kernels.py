@@ -130,49 +130,6 @@ def _sleef_expf(d: Any) -> Any:
     return _select(d > np.float32(100.0), np.float32(np.inf), u)  # type: ignore[call-arg]
 
 
-_U20_COEFFICIENTS = (
-    np.float32(0.999999701),
-    np.float32(0.499991506),
-    np.float32(0.166676521),
-    np.float32(0.0418978221),
-    np.float32(0.00828929059),
-)
-_U20_LOG2E = np.uint32(0x3FB8AA3B).view(np.float32)
-_U20_LN2 = np.uint32(0x3F317218).view(np.float32)
-_U20_LN_MIN = np.uint32(0xC2AEAC50).view(np.float32)
-_U20_LN_MAX = np.uint32(0x42B17218).view(np.float32)
-
-
-@intrinsic
-def _floor(typingctx: Any, value: Any) -> Any:
-    """Round toward minus infinity (``llvm.floor``)."""
-
-    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        value_type = context.get_value_type(signature.return_type)
-        function_type = ir.FunctionType(value_type, [value_type])
-        function = builder.module.declare_intrinsic("llvm.floor", [value_type], function_type)
-        return builder.call(function, args)
-
-    return value(value), codegen
-
-
-@njit(inline="always")
-def _exp_u20(x: Any) -> Any:
-    """``Vectorized<float>::exp_u20`` (PyTorch's fast float32 exp, 20 ulp), the ``exp`` of
-    PyTorch's vectorised ``erf``."""
-    clamped = max(min(x, _U20_LN_MAX), _U20_LN_MIN)
-    fx = _floor(_fma(clamped, _U20_LOG2E, _HALF))  # type: ignore[call-arg]
-    r = _fma(-fx, _U20_LN2, clamped)  # type: ignore[call-arg]
-    u = _fma(r, _U20_COEFFICIENTS[4], _U20_COEFFICIENTS[3])  # type: ignore[call-arg]
-    u = _fma(r, u, _U20_COEFFICIENTS[2])  # type: ignore[call-arg]
-    u = _fma(r, u, _U20_COEFFICIENTS[1])  # type: ignore[call-arg]
-    u = _fma(r, u, _U20_COEFFICIENTS[0])  # type: ignore[call-arg]
-    u = _fma(r, u, _ONE)  # type: ignore[call-arg]
-    power = _float32_from_bits(np.uint32(np.int32(fx - _ONE) + np.int32(127)) << np.uint32(23))  # type: ignore[call-arg]
-    power = _select(x < _U20_LN_MIN, _ZERO, power)  # type: ignore[call-arg]
-    return u * power * np.float32(2.0)
-
-
 _ERF_P = np.float32(0.3275911)
 _ERF_A = (
     np.float32(0.254829592),
@@ -194,7 +151,7 @@ def _erf_as(x: Any) -> Any:
     r = _fma(r, t, _ERF_A[2])  # type: ignore[call-arg]
     r = _fma(r, t, _ERF_A[1])  # type: ignore[call-arg]
     r = _fma(r, t, _ERF_A[0])  # type: ignore[call-arg]
-    negative_exp = -_exp_u20(-(x * x))
+    negative_exp = -_sleef_expf(-(x * x))
     value = _fma(negative_exp * t, r, _ONE)  # type: ignore[call-arg]
     return _float32_from_bits(_bits_from_float32(value) ^ sign)  # type: ignore[call-arg]
 
@@ -308,7 +265,7 @@ def _gelu_backward_overload(g: Any, h: Any) -> Any:
         def gelu_backward32(g: Any, h: Any) -> Any:
             cdf = _HALF * (_ONE + _erf_as(h * _SQRT_HALF32))
             pdf = _GELU_PDF32 * _sleef_expf(h * h * np.float32(-0.5))
-            return g * (cdf + h * pdf)
+            return g * _fma(h, pdf, cdf)  # contracted, as in PyTorch's build  # type: ignore[call-arg]
 
         return gelu_backward32
 
@@ -359,7 +316,9 @@ def _silu_backward_overload(g: Any, h: Any) -> Any:
 
         def silu_backward32(g: Any, h: Any) -> Any:
             sigmoid = _ONE / (_ONE + _sleef_expf(-h))
-            return g * sigmoid * (_ONE + h * (_ONE - sigmoid))
+            # PyTorch's build contracts ``1 + h * (1 - sigmoid)`` into one FMA (measured: bit
+            # equal with it, 2e5 of 1M elements off by an ulp without).
+            return g * sigmoid * _fma(h, _ONE - sigmoid, _ONE)  # type: ignore[call-arg]
 
         return silu_backward32
 
