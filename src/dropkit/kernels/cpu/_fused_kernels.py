@@ -35,6 +35,9 @@ from dropkit.kernels.cpu._kernels import (
 
 #: Activation codes (the order of :data:`dropkit.kernels.reference.ACTIVATIONS`).
 IDENTITY, GELU, GELU_TANH, RELU, SILU = range(5)
+#: PyTorch computes the last ``n % (2 * vector width)`` elements of a tensor with its scalar code
+#: (C library ``erff``/``expf``): these codes reproduce it for the tail (float32 only).
+GELU_SCALAR, SILU_SCALAR = 5, 6
 #: Rows of the bias gradient are summed in this many fixed groups (then the groups in order),
 #: whatever the thread count: the threads share out groups, never split one.
 BIAS_ROW_GROUPS = 64
@@ -336,6 +339,39 @@ def _relu_backward(g: Any, h: Any) -> Any:
 
 
 @njit(inline="always")
+def _gelu_scalar(h: Any) -> Any:
+    return h * _HALF * (_ONE + math.erf(h * _SQRT_HALF32))
+
+
+@njit(inline="always")
+def _silu_scalar(h: Any) -> Any:
+    return h / (_ONE + math.exp(-h))
+
+
+@njit(inline="always")
+def _gelu_scalar_backward(g: Any, h: Any) -> Any:
+    cdf = _HALF * (_ONE + math.erf(h * _SQRT_HALF32))
+    pdf = _GELU_PDF32 * math.exp(h * h * np.float32(-0.5))
+    return g * _fma(h, pdf, cdf)  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def _silu_scalar_backward(g: Any, h: Any) -> Any:
+    sigmoid = _ONE / (_ONE + math.exp(-h))
+    return g * sigmoid * _fma(h, _ONE - sigmoid, _ONE)  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def _tail_code(activation: int) -> int:
+    """The code of ``activation`` in PyTorch's scalar tail (itself where nothing differs)."""
+    if activation == GELU:
+        return GELU_SCALAR
+    if activation == SILU:
+        return SILU_SCALAR
+    return activation
+
+
+@njit(inline="always")
 def _forward_segment(
     xs: Any, bs: Any, rs: Any, outs: Any, draws: Any, threshold: Any, scale: Any, activation: int
 ) -> None:
@@ -362,6 +398,16 @@ def _forward_segment(
             kept = _silu(_load(xs[k]) + bs[k]) * scale
             dropped = kept if np.uint32(draws[k]) >= threshold else zero
             outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+    elif activation == GELU_SCALAR:
+        for k in range(xs.size):
+            kept = _gelu_scalar(_load(xs[k]) + bs[k]) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+    elif activation == SILU_SCALAR:
+        for k in range(xs.size):
+            kept = _silu_scalar(_load(xs[k]) + bs[k]) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
     else:
         for k in range(xs.size):
             kept = (_load(xs[k]) + bs[k]) * scale
@@ -382,8 +428,10 @@ def forward_span(
     threshold: Any,
     scale: Any,
     activation: int,
+    vector_end: int,
 ) -> None:
-    """:func:`_forward_segment` over flat elements ``start .. stop`` (mask index ``offset + i``).
+    """:func:`_forward_segment` over flat elements ``start .. stop`` (mask index ``offset + i``);
+    elements from ``vector_end`` on take PyTorch's scalar-tail code (:func:`_tail_code`).
 
     ``bias`` and ``residual`` are read periodically (element ``i`` uses ``bias[i % bias.size]``);
     a missing operand is a tile of ``-0.0``, the exact identity of IEEE addition."""
@@ -403,10 +451,13 @@ def forward_span(
             bias_at = at % bias.size
             residual_at = at % residual.size
             length = min(count - done, bias.size - bias_at, residual.size - residual_at)
+            code = activation if at < vector_end else _tail_code(activation)
+            if at < vector_end:
+                length = min(length, vector_end - at)
             _forward_segment(
                 x[at : at + length], bias[bias_at : bias_at + length],
                 residual[residual_at : residual_at + length], out[at : at + length],
-                halves[skip + done : skip + done + length], threshold, scale, activation,
+                halves[skip + done : skip + done + length], threshold, scale, code,
             )  # fmt: skip
             done += length
         i += count
@@ -423,6 +474,7 @@ def forward(
     threshold: Any,
     scale: Any,
     activation: int,
+    vector_end: int,
     parts: int,
 ) -> None:
     """:func:`forward_span` over flat ``x`` in ``parts`` parallel pieces (any split: same bits)."""
@@ -431,7 +483,10 @@ def forward(
         lo = part * n // parts
         hi = (part + 1) * n // parts
         if hi > lo:
-            forward_span(x, bias, residual, out, lo, hi, offset, key, threshold, scale, activation)
+            forward_span(
+                x, bias, residual, out, lo, hi, offset, key, threshold, scale, activation,
+                vector_end,
+            )  # fmt: skip
 
 
 @njit(inline="always")
@@ -486,6 +541,24 @@ def _backward_segment(
             grad_xs[k] = _to_storage(gh, grad_xs)
             if accumulate:
                 sums[k] += gh
+    elif activation == GELU_SCALAR:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = _gelu_scalar_backward(
+                kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k]
+            )
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+    elif activation == SILU_SCALAR:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = _silu_scalar_backward(
+                kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k]
+            )
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
     else:
         for k in range(gs.size):
             kept = _load(gs[k]) * scale
@@ -510,8 +583,10 @@ def backward_span(
     scale: Any,
     activation: int,
     accumulate: bool,
+    vector_end: int,
 ) -> None:
-    """:func:`_backward_segment` over flat elements ``start .. stop``; element ``i`` adds its
+    """:func:`_backward_segment` over flat elements ``start .. stop`` (the tail from
+    ``vector_end`` as :func:`forward_span`); element ``i`` adds its
     gradient to ``sums[i % bias.size]`` (``start`` is a multiple of ``bias.size``), so rows are
     summed in order."""
     words = np.empty(WORDS_PER_BLOCK * CHUNK_BLOCKS, np.uint32)
@@ -529,11 +604,13 @@ def backward_span(
             at = i + done
             bias_at = at % bias.size
             length = min(count - done, bias.size - bias_at)
+            code = activation if at < vector_end else _tail_code(activation)
+            if at < vector_end:
+                length = min(length, vector_end - at)
             _backward_segment(
                 grad[at : at + length], x[at : at + length], bias[bias_at : bias_at + length],
                 grad_x[at : at + length], sums[bias_at : bias_at + length],
-                halves[skip + done : skip + done + length], threshold, scale, activation,
-                accumulate,
+                halves[skip + done : skip + done + length], threshold, scale, code, accumulate,
             )  # fmt: skip
             done += length
         i += count
@@ -552,6 +629,7 @@ def _backward_group(
     scale: Any,
     activation: int,
     accumulate: bool,
+    vector_end: int,
     group: int,
 ) -> None:
     n = grad.size
@@ -563,7 +641,7 @@ def _backward_group(
     if hi > lo:
         backward_span(
             grad, x, bias, grad_x, partial_sums[group], lo, hi, offset, key, threshold, scale,
-            activation, accumulate,
+            activation, accumulate, vector_end,
         )  # fmt: skip
 
 
@@ -580,12 +658,13 @@ def backward_serial(
     scale: Any,
     activation: int,
     accumulate: bool,
+    vector_end: int,
 ) -> None:
     """:func:`backward` on the calling thread (the same groups, so the same bits)."""
     for group in range(partial_sums.shape[0]):
         _backward_group(
             grad, x, bias, grad_x, partial_sums, offset, key, threshold, scale, activation,
-            accumulate, group,
+            accumulate, vector_end, group,
         )  # fmt: skip
 
 
@@ -602,6 +681,7 @@ def backward(
     scale: Any,
     activation: int,
     accumulate: bool,
+    vector_end: int,
 ) -> None:
     """:func:`backward_span` over ``partial_sums.shape[0]`` groups of whole rows (a row is
     ``bias.size`` elements), in parallel; group ``g`` sums its rows, in order, into
@@ -609,7 +689,7 @@ def backward(
     for group in prange(partial_sums.shape[0]):
         _backward_group(
             grad, x, bias, grad_x, partial_sums, offset, key, threshold, scale, activation,
-            accumulate, group,
+            accumulate, vector_end, group,
         )  # fmt: skip
 
 

@@ -389,7 +389,10 @@ class CPUBackend(ReferenceBackend):
         threshold, scale = _fused_constants(rate, x.dtype)
         out = torch.empty_like(x)
         source, target, n = _flat_array(x), _flat_array(out), x.numel()
-        args = (_philox_key(seed, step), threshold, scale, ACTIVATIONS.index(activation))
+        args = (
+            _philox_key(seed, step), threshold, scale, ACTIVATIONS.index(activation),
+            _vector_end(n, x.dtype),
+        )  # fmt: skip
 
         def fast() -> Tensor:
             self._parallel(
@@ -446,7 +449,10 @@ class CPUBackend(ReferenceBackend):
         inputs = _flat_array(x) if needs_input and x is not None else source  # unread for identity
         target = _flat_array(grad_x)
         key = _philox_key(seed, step)
-        args = (offset, key, threshold, scale, ACTIVATIONS.index(activation), accumulate)
+        args = (
+            offset, key, threshold, scale, ACTIVATIONS.index(activation), accumulate,
+            _vector_end(n, grad.dtype),
+        )  # fmt: skip
         if not accumulate:  # nothing to sum: a full-size tile keeps the groups long
             bias_tile = np.full(max(bias_tile.size, -(-n // groups)), -0.0, bias_tile.dtype)
 
@@ -514,6 +520,16 @@ def _residual_source(residual: Tensor | None, x: Tensor, cd: torch.dtype) -> np.
     ):
         return _flat_array(residual.detach())
     return _periodic_tile(residual, x, cd)
+
+
+def _vector_end(numel: int, dtype: torch.dtype) -> int:
+    """Where PyTorch's float32 activation kernels switch to their scalar code for the last
+    ``numel % (2 * vector width)`` elements (the layout of a one-thread call); float64 has no
+    bit-equal path to follow."""
+    if compute_dtype(dtype) == torch.float64:
+        return numel
+    lanes = 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+    return numel - numel % (2 * lanes)
 
 
 def _fused_constants(rate: Tensor, dtype: torch.dtype) -> tuple[np.uint32, Any]:
