@@ -647,7 +647,7 @@ def _fused_cell(
             threads=thread_count,
             p=rate,
         )
-    for (provider, pass_name), cell in cells.items():
+    for (_, pass_name), cell in cells.items():
         cell.ratio_to_floor = cell.median_ms / cells[("floor", pass_name)].median_ms
         cell.ratio_to_torch = cell.median_ms / cells[("torch", pass_name)].median_ms
     return list(cells.values())
@@ -675,5 +675,6 @@ def format_fused_table(results: Sequence[BenchResult]) -> str:
         row += f"{dk.ratio_to_floor:>8.2f}x{1 / dk.ratio_to_torch:>6.1f}x{reference_ratio:>6.1f}x"
         lines.append(row + f"  {held}")
     lines.append("ms: median ± half the inter-quartile range; floor: an allocating x + residual "
-                 "(fwd+bwd: two); held: bytes saved for backward per element, besides x")  # fmt: skip
+                 "(fwd+bwd: two); held: bytes saved for backward per element, "
+                 "besides x")  # fmt: skip
     return "\n".join(lines)

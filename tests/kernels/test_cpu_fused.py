@@ -156,9 +156,9 @@ def test_forward_matches_reference(activation, dtype, count_launches):
 
         seed, step = resolve_seed_step(kw["seed"], kw["step"], x.device)
 
-        def op(x=x, bias=bias, residual=residual, rate=rate, seed=seed, step=step):
+        def op(x=x, bias=bias, residual=residual, rate=rate, seed=seed, step=step, at=offset):
             return _fused_ops.bias_act_dropout_add(
-                x, bias, residual, rate, seed, step, offset, activation
+                x, bias, residual, rate, seed, step, at, activation
             )
 
         fast, reference = on_both(op)

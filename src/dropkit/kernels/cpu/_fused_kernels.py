@@ -118,19 +118,19 @@ def _sleef_expf(d: Any) -> Any:
     """SLEEF's ``xexpf`` (u10) on float32, as ``Vectorized<float>::exp`` runs it (FMA build)."""
     q = np.int32(_rint(d * _LOG2E))  # type: ignore[call-arg]
     qf = np.float32(q)
-    s = _fma(qf, -_LN2_HIGH, d)  # type: ignore[call-arg]
-    s = _fma(qf, -_LN2_LOW, s)  # type: ignore[call-arg]
+    s = _fma(qf, -_LN2_HIGH, d)
+    s = _fma(qf, -_LN2_LOW, s)
     u = _EXP_COEFFICIENTS[0]
-    u = _fma(u, s, _EXP_COEFFICIENTS[1])  # type: ignore[call-arg]
-    u = _fma(u, s, _EXP_COEFFICIENTS[2])  # type: ignore[call-arg]
-    u = _fma(u, s, _EXP_COEFFICIENTS[3])  # type: ignore[call-arg]
-    u = _fma(u, s, _EXP_COEFFICIENTS[4])  # type: ignore[call-arg]
-    u = _fma(u, s, _EXP_COEFFICIENTS[5])  # type: ignore[call-arg]
-    u = _ONE + _fma(s * s, u, s)  # type: ignore[call-arg]
+    u = _fma(u, s, _EXP_COEFFICIENTS[1])
+    u = _fma(u, s, _EXP_COEFFICIENTS[2])
+    u = _fma(u, s, _EXP_COEFFICIENTS[3])
+    u = _fma(u, s, _EXP_COEFFICIENTS[4])
+    u = _fma(u, s, _EXP_COEFFICIENTS[5])
+    u = _ONE + _fma(s * s, u, s)
     half_q = q >> np.int32(1)
     u = u * _pow2i(half_q) * _pow2i(q - half_q)
-    u = _select(d < np.float32(-104.0), _ZERO, u)  # type: ignore[call-arg]
-    return _select(d > np.float32(100.0), np.float32(np.inf), u)  # type: ignore[call-arg]
+    u = _select(d < np.float32(-104.0), _ZERO, u)
+    return _select(d > np.float32(100.0), np.float32(np.inf), u)
 
 
 _ERF_P = np.float32(0.3275911)
@@ -149,14 +149,14 @@ def _erf_as(x: Any) -> Any:
     """``Vectorized<float>::erf``: Abramowitz-Stegun 7.1.26 with PyTorch's FMA order."""
     sign = _bits_from_float32(x) & _SIGN32  # type: ignore[call-arg]
     magnitude = abs(x)
-    t = _ONE / _fma(_ERF_P, magnitude, _ONE)  # type: ignore[call-arg]
-    r = _fma(_ERF_A[4], t, _ERF_A[3])  # type: ignore[call-arg]
-    r = _fma(r, t, _ERF_A[2])  # type: ignore[call-arg]
-    r = _fma(r, t, _ERF_A[1])  # type: ignore[call-arg]
-    r = _fma(r, t, _ERF_A[0])  # type: ignore[call-arg]
+    t = _ONE / _fma(_ERF_P, magnitude, _ONE)
+    r = _fma(_ERF_A[4], t, _ERF_A[3])
+    r = _fma(r, t, _ERF_A[2])
+    r = _fma(r, t, _ERF_A[1])
+    r = _fma(r, t, _ERF_A[0])
     negative_exp = -_sleef_expf(-(x * x))
-    value = _fma(negative_exp * t, r, _ONE)  # type: ignore[call-arg]
-    return _float32_from_bits(_bits_from_float32(value) ^ sign)  # type: ignore[call-arg]
+    value = _fma(negative_exp * t, r, _ONE)
+    return _float32_from_bits(_bits_from_float32(value) ^ sign)
 
 
 _SQRT_HALF32 = np.float32(0.70710678118654752440)  # M_SQRT1_2
@@ -268,7 +268,8 @@ def _gelu_backward_overload(g: Any, h: Any) -> Any:
         def gelu_backward32(g: Any, h: Any) -> Any:
             cdf = _HALF * (_ONE + _erf_as(h * _SQRT_HALF32))
             pdf = _GELU_PDF32 * _sleef_expf(h * h * np.float32(-0.5))
-            return g * _fma(h, pdf, cdf)  # contracted, as in PyTorch's build  # type: ignore[call-arg]
+            # cdf + h * pdf, contracted to one FMA as in PyTorch's build
+            return g * _fma(h, pdf, cdf)  # type: ignore[call-arg]
 
         return gelu_backward32
 
