@@ -37,7 +37,7 @@ from dropkit.kernels.cpu._kernels import (
 IDENTITY, GELU, GELU_TANH, RELU, SILU = range(5)
 #: PyTorch computes the last ``n % (2 * vector width)`` elements of a tensor with its scalar code
 #: (C library ``erff``/``expf``): these codes reproduce it for the tail (float32 only).
-GELU_SCALAR, SILU_SCALAR = 5, 6
+GELU_SCALAR, GELU_TANH_SCALAR, SILU_SCALAR = 5, 6, 7
 #: Rows of the bias gradient are summed in this many fixed groups (then the groups in order),
 #: whatever the thread count: the threads share out groups, never split one.
 BIAS_ROW_GROUPS = 64
@@ -102,6 +102,13 @@ _EXP_COEFFICIENTS = (
     np.float32(0.166666671633720397949219),
     np.float32(0.5),
 )
+_EXPK2_COEFFICIENTS = (
+    np.float32(0.1980960224e-3),
+    np.float32(0.1394256484e-2),
+    np.float32(0.8333456703e-2),
+    np.float32(0.4166637361e-1),
+    np.float32(0.166666659414234244790680580464),
+)
 _ONE = np.float32(1.0)
 _HALF = np.float32(0.5)
 _ZERO = np.float32(0.0)
@@ -163,21 +170,94 @@ _SQRT_HALF32 = np.float32(0.70710678118654752440)  # M_SQRT1_2
 _GELU_PDF32 = np.float32(1.12837916709551257390 * 0.70710678118654752440 * 0.5)
 _TANH_BETA32 = np.float32(1.41421356237309504880 * 1.12837916709551257390 * 0.5)
 _TANH_KAPPA32 = np.float32(0.044715)
-_THREE32 = np.float32(3.0)
+_THREE_KAPPA32 = np.float32(3.0) * _TANH_KAPPA32
 _SQRT_HALF64 = 0.70710678118654752440
 _GELU_PDF64 = 1.12837916709551257390 * 0.70710678118654752440 * 0.5
 _TANH_BETA64 = 1.41421356237309504880 * 1.12837916709551257390 * 0.5
 _TANH_KAPPA64 = 0.044715
 
 
+# SLEEF's double-float ("df") helpers, FMA variants, on (high, low) pairs of float32.
+
+
 @njit(inline="always")
-def _tanh32(y: Any) -> Any:
-    """float32 ``tanh`` as ``1 - 2 / (exp(2|y|) + 1)`` with the sign of ``y``: branch-free and
-    vectorisable (libm's ``tanhf`` is a call per element)."""
-    magnitude = _ONE - np.float32(2.0) / (_sleef_expf(np.float32(2.0) * abs(y)) + _ONE)
-    return _float32_from_bits(  # type: ignore[call-arg]
-        _bits_from_float32(magnitude) | (_bits_from_float32(y) & _SIGN32)  # type: ignore[call-arg]
-    )
+def _df_add2_scalar(xx: Any, xy: Any, y: Any) -> Any:
+    s = xx + y
+    v = s - xx
+    return s, ((xx - (s - v)) + (y - v)) + xy
+
+
+@njit(inline="always")
+def _df_add2(xx: Any, xy: Any, yx: Any, yy: Any) -> Any:
+    s = xx + yx
+    v = s - xx
+    return s, ((xx - (s - v)) + (yx - v)) + (xy + yy)
+
+
+@njit(inline="always")
+def _df_mul_scalar(xx: Any, xy: Any, y: Any) -> Any:
+    s = xx * y
+    return s, _fma(xy, y, _fma(xx, y, -s))  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def _df_mul(xx: Any, xy: Any, yx: Any, yy: Any) -> Any:
+    s = xx * yx
+    return s, _fma(xx, yy, _fma(xy, yx, _fma(xx, yx, -s)))  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def _df_square(xx: Any, xy: Any) -> Any:
+    s = xx * xx
+    return s, _fma(xx + xx, xy, _fma(xx, xx, -s))  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def _sleef_expk2f(d: Any) -> Any:
+    """SLEEF's ``expk2f``: ``exp(d)`` as a double-float pair."""
+    q = np.int32(_rint(d * _LOG2E))  # type: ignore[call-arg]
+    qf = np.float32(q)
+    sx, sy = _df_add2_scalar(d, _ZERO, qf * -_LN2_HIGH)
+    sx, sy = _df_add2_scalar(sx, sy, qf * -_LN2_LOW)
+    u = _fma(_EXPK2_COEFFICIENTS[0], sx, _EXPK2_COEFFICIENTS[1])
+    u = _fma(u, sx, _EXPK2_COEFFICIENTS[2])
+    u = _fma(u, sx, _EXPK2_COEFFICIENTS[3])
+    tx, ty = _df_mul_scalar(sx, sy, u)
+    tx, ty = _df_add2_scalar(tx, ty, _EXPK2_COEFFICIENTS[4])
+    tx, ty = _df_mul(sx, sy, tx, ty)
+    tx, ty = _df_add2_scalar(tx, ty, _HALF)
+    square_x, square_y = _df_square(sx, sy)
+    tx, ty = _df_mul(square_x, square_y, tx, ty)
+    tx, ty = _df_add2(sx, sy, tx, ty)
+    high = _ONE + tx
+    low = ((_ONE - high) + tx) + ty
+    half_q = q >> np.int32(1)
+    high = high * _pow2i(half_q) * _pow2i(q - half_q)
+    low = low * _pow2i(half_q) * _pow2i(q - half_q)
+    underflow = d < np.float32(-104.0)
+    return _select(underflow, _ZERO, high), _select(underflow, _ZERO, low)
+
+
+@njit(inline="always")
+def _sleef_tanhf(x: Any) -> Any:
+    """SLEEF's ``xtanhf`` (u10), as ``Vectorized<float>::tanh`` runs it:
+    ``(e - 1/e) / (e + 1/e)`` with ``e = exp(|x|)`` in double-float arithmetic."""
+    magnitude = abs(x)
+    dx, dy = _sleef_expk2f(magnitude)
+    ex = _ONE / dx
+    ey = ex * _fma(-dy, ex, _fma(-dx, ex, _ONE))  # type: ignore[call-arg]
+    nx = dx - ex
+    ny = (((dx - nx) - ex) + dy) - ey
+    mx = dx + ex
+    my = (((dx - mx) + ex) + dy) + ey
+    t = _ONE / mx
+    s = nx * t
+    u = _fma(t, nx, -s)
+    v = _fma(-my, t, _fma(-mx, t, _ONE))
+    r = s + _fma(s, v, _fma(ny, t, u))
+    r = _select((magnitude > np.float32(8.664339742)) | (r != r), _ONE, r)
+    r = _float32_from_bits(_bits_from_float32(r) ^ (_bits_from_float32(x) & _SIGN32))
+    return _select(x != x, x, r)
 
 
 def _gelu(h: Any) -> Any:  # pragma: no cover - stubs replaced by the overloads below
@@ -228,8 +308,9 @@ def _gelu_tanh_overload(h: Any) -> Any:
     if h == types.float32:
 
         def gelu_tanh32(h: Any) -> Any:
-            inner = _TANH_BETA32 * (h + _TANH_KAPPA32 * (h * h * h))
-            return _HALF * h * (_ONE + _tanh32(inner))
+            # h + kappa * h^3 contracted to one FMA, as in PyTorch's build
+            inner = _TANH_BETA32 * _fma(_TANH_KAPPA32, h * h * h, h)  # type: ignore[call-arg]
+            return _HALF * h * (_ONE + _sleef_tanhf(inner))
 
         return gelu_tanh32
 
@@ -286,14 +367,15 @@ def _gelu_tanh_backward_overload(g: Any, h: Any) -> Any:
     if h == types.float32:
 
         def gelu_tanh_backward32(g: Any, h: Any) -> Any:
+            # PyTorch's formula with its build's three FMA contractions (measured bit-equal).
             h_squared = h * h
-            inner = _TANH_BETA32 * (h + _TANH_KAPPA32 * (h * h * h))
-            tanh_inner = _tanh32(inner)
+            inner = _TANH_BETA32 * _fma(_TANH_KAPPA32, h * h * h, h)  # type: ignore[call-arg]
+            tanh_inner = _sleef_tanhf(inner)
             left = _HALF * h
             right = _ONE + tanh_inner
             left_derivative = _HALF * right
-            tanh_derivative = _ONE - tanh_inner * tanh_inner
-            inner_derivative = _TANH_BETA32 * (_ONE + _THREE32 * _TANH_KAPPA32 * h_squared)
+            tanh_derivative = _fma(-tanh_inner, tanh_inner, _ONE)
+            inner_derivative = _TANH_BETA32 * _fma(_THREE_KAPPA32, h_squared, _ONE)
             right_derivative = left * tanh_derivative * inner_derivative
             return g * (left_derivative + right_derivative)
 
@@ -345,6 +427,12 @@ def _gelu_scalar(h: Any) -> Any:
 
 
 @njit(inline="always")
+def _gelu_tanh_scalar(h: Any) -> Any:
+    inner = _TANH_BETA32 * _fma(_TANH_KAPPA32, h * h * h, h)  # type: ignore[call-arg]
+    return _HALF * h * (_ONE + math.tanh(inner))
+
+
+@njit(inline="always")
 def _silu_scalar(h: Any) -> Any:
     return h / (_ONE + math.exp(-h))
 
@@ -354,6 +442,18 @@ def _gelu_scalar_backward(g: Any, h: Any) -> Any:
     cdf = _HALF * (_ONE + math.erf(h * _SQRT_HALF32))
     pdf = _GELU_PDF32 * math.exp(h * h * np.float32(-0.5))
     return g * _fma(h, pdf, cdf)  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def _gelu_tanh_scalar_backward(g: Any, h: Any) -> Any:
+    h_squared = h * h
+    inner = _TANH_BETA32 * _fma(_TANH_KAPPA32, h_squared * h, h)  # type: ignore[call-arg]
+    tanh_inner = math.tanh(inner)
+    left = _HALF * h
+    left_derivative = _HALF * (_ONE + tanh_inner)
+    tanh_derivative = _fma(-tanh_inner, tanh_inner, _ONE)
+    inner_derivative = _TANH_BETA32 * _fma(_THREE_KAPPA32, h_squared, _ONE)
+    return g * (left_derivative + left * tanh_derivative * inner_derivative)
 
 
 @njit(inline="always")
@@ -367,6 +467,8 @@ def _tail_code(activation: int) -> int:
     """The code of ``activation`` in PyTorch's scalar tail (itself where nothing differs)."""
     if activation == GELU:
         return GELU_SCALAR
+    if activation == GELU_TANH:
+        return GELU_TANH_SCALAR
     if activation == SILU:
         return SILU_SCALAR
     return activation
@@ -402,6 +504,11 @@ def _forward_segment(
     elif activation == GELU_SCALAR:
         for k in range(xs.size):
             kept = _gelu_scalar(_load(xs[k]) + bs[k]) * scale
+            dropped = kept if np.uint32(draws[k]) >= threshold else zero
+            outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
+    elif activation == GELU_TANH_SCALAR:
+        for k in range(xs.size):
+            kept = _gelu_tanh_scalar(_load(xs[k]) + bs[k]) * scale
             dropped = kept if np.uint32(draws[k]) >= threshold else zero
             outs[k] = _to_storage(_load(rs[k]) + dropped, outs)
     elif activation == SILU_SCALAR:
@@ -546,6 +653,15 @@ def _backward_segment(
         for k in range(gs.size):
             kept = _load(gs[k]) * scale
             gh = _gelu_scalar_backward(
+                kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k]
+            )
+            grad_xs[k] = _to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+    elif activation == GELU_TANH_SCALAR:
+        for k in range(gs.size):
+            kept = _load(gs[k]) * scale
+            gh = _gelu_tanh_scalar_backward(
                 kept if np.uint32(draws[k]) >= threshold else zero, _load(xs[k]) + bs[k]
             )
             grad_xs[k] = _to_storage(gh, grad_xs)
