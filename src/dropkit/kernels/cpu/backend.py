@@ -14,6 +14,8 @@ helpers, so the float arithmetic is the reference's, operation for operation.
   on the fused path: one kernel call over all groups, each with its own Philox key.
 * Gaussian dropout: the uniforms from the kernel, Box-Muller from the reference's PyTorch code
   (:func:`dropkit.rng.uniforms_to_normal`), so its normals are bit-identical too.
+* The fused ``residual + dropout(act(x + bias))`` and its backward: one pass each
+  (:mod:`._fused_kernels`; the section at the end of :class:`CPUBackend`).
 
 If a kernel fails to compile, the backend warns once and runs the reference from then on.
 """
