@@ -429,8 +429,12 @@ class CPUBackend(ReferenceBackend):
             args = (grad, x, bias, rate, seed, step, offset, activation)
             return ReferenceBackend.bias_act_dropout_backward(self, *args)
 
-        if step.dim() != 0 or grad.numel() == 0 or not grad.is_contiguous():
+        if step.dim() != 0 or grad.numel() == 0:
             return slow()
+        # An expanded or permuted incoming gradient (``y.sum().backward()`` gives a stride-0
+        # one) is copied once: the bias gradient then has the same bits whatever its layout
+        # (eager and torch.compile hand over different layouts).
+        grad = grad.contiguous()
         needs_input = activation != "identity"
         if needs_input and (
             x is None or not x.is_contiguous() or x.shape != grad.shape or x.dtype != grad.dtype
