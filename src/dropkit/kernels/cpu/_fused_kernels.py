@@ -1,12 +1,14 @@
 """numba kernels of the fused ops ``residual + dropout(act(x + bias))`` and its backward
 (jit functions only; wrappers live in ``backend.py``).
 
-The activations reproduce PyTorch's own CPU kernels operation for operation, so that the fused
-pass gives the reference's bits: PyTorch computes ``gelu``, ``gelu_tanh`` and ``silu`` on float32
-with its ``Vectorized<float>`` code (``aten/src/ATen/native/cpu/Activation.cpp``), whose ``erf`` is
-the Abramowitz-Stegun polynomial 7.1.26 with fused multiply-adds and whose ``exp`` is SLEEF's
-``expf_u10``; both are ported here (:func:`_sleef_expf`, :func:`_erf_as`). ``tanh`` and the
-float64 functions come from the C library (see ``docs/cpu.md`` for the measured differences).
+The activations reproduce PyTorch's own x86 CPU kernels operation for operation
+(``aten/src/ATen/native/cpu/Activation.cpp`` on ``Vectorized<float>``), so the fused pass gives
+the reference's bits: SLEEF's ``expf_u10`` and ``tanhf_u10`` are ported (:func:`_sleef_expf`,
+:func:`_sleef_tanhf`), ``erf`` is PyTorch's Abramowitz-Stegun polynomial (:func:`_erf_as`), the
+``a * b + c`` that PyTorch's build contracts into FMAs are FMAs here too, and the last elements
+of a tensor take PyTorch's scalar code (C library ``expf``/``erff``/``tanhf``). Not reproduced:
+oneDNN's gelu, which PyTorch runs for float32 gelu when oneDNN is on, and SLEEF's float64
+functions (the C library's are used); ``docs/cpu.md`` gives the measured bounds.
 
 Every element depends only on its index, and the bias gradient is summed in a fixed tree of row
 groups (:data:`BIAS_ROW_GROUPS`), so no result depends on the thread count.
