@@ -448,7 +448,7 @@ class CPUBackend(ReferenceBackend):
         n = grad.numel()
         rows = -(-n // bias_tile.size)
         accumulate = bias is not None
-        groups = min(_fused_kernels.BIAS_ROW_GROUPS if accumulate else 2 * _MAX_PARTS, rows)
+        groups = min(_fused_kernels.BIAS_ROW_GROUPS, rows)
         partial_sums = np.full((groups, bias_tile.size if accumulate else 1), -0.0, bias_tile.dtype)
         grad_x = torch.empty_like(grad)
         source = _flat_array(grad)
@@ -459,8 +459,6 @@ class CPUBackend(ReferenceBackend):
             offset, key, threshold, scale, ACTIVATIONS.index(activation), accumulate,
             _vector_end(n, grad.dtype),
         )  # fmt: skip
-        if not accumulate:  # nothing to sum: a full-size tile keeps the groups long
-            bias_tile = np.full(max(bias_tile.size, -(-n // groups)), -0.0, bias_tile.dtype)
 
         def fast() -> tuple[Tensor, Tensor]:
             call = (source, inputs, bias_tile, target, partial_sums, *args)
@@ -482,9 +480,6 @@ class CPUBackend(ReferenceBackend):
 #: A periodic operand (bias, or a residual of ``x``'s trailing shape) is tiled to at least this
 #: many elements, so the fused kernels' inner loops run over long contiguous segments.
 MIN_TILE = 4096
-#: Groups of a backward without a bias (nothing to sum, so any split is exact): enough pieces for
-#: the thread pool to balance.
-_MAX_PARTS = 64
 
 
 def _trailing_period(operand: Tensor, x: Tensor) -> int | None:
