@@ -14,6 +14,8 @@ helpers, so the float arithmetic is the reference's, operation for operation.
   on the fused path: one kernel call over all groups, each with its own Philox key.
 * Gaussian dropout: the uniforms from the kernel, Box-Muller from the reference's PyTorch code
   (:func:`dropkit.rng.uniforms_to_normal`), so its normals are bit-identical too.
+* The fused ``residual + dropout(act(x + bias))`` and its backward: one pass each
+  (:mod:`._fused_kernels`; the section at the end of :class:`CPUBackend`).
 
 If a kernel fails to compile, the backend warns once and runs the reference from then on.
 """
@@ -33,8 +35,9 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.kernels.cpu import _kernels, _openmp
+from dropkit.kernels.cpu import _fused_kernels, _kernels, _openmp
 from dropkit.kernels.reference import (
+    ACTIVATIONS,
     ReferenceBackend,
     alpha_constants,
     compute_dtype,
@@ -357,3 +360,182 @@ class CPUBackend(ReferenceBackend):
             return normals.reshape(tuple(mask_shape))
 
         return self._guarded(fast, lambda: ReferenceBackend.normal(seed, step, offset, mask_shape))
+
+    # -- fused ops: residual + dropout(act(x + bias)) and its backward ----------------------------
+    # One pass each (see _fused_kernels): bias and residual of x's trailing shape are read
+    # periodically, never expanded; anything else (another layout, a bias broadcast inside x's
+    # shape, a 1-D step) runs on the reference.
+
+    def bias_act_dropout_add(
+        self,
+        x: Tensor,
+        bias: Tensor | None,
+        residual: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> Tensor:
+        def slow() -> Tensor:
+            args = (x, bias, residual, rate, seed, step, offset, activation)
+            return ReferenceBackend.bias_act_dropout_add(self, *args)
+
+        if step.dim() != 0 or x.numel() == 0 or not x.is_contiguous():
+            return slow()
+        cd = compute_dtype(x.dtype)
+        bias_tile = _periodic_tile(bias, x, cd)
+        residual_source = _residual_source(residual, x, cd)
+        if bias_tile is None or residual_source is None:
+            return slow()
+        threshold, scale = _fused_constants(rate, x.dtype)
+        out = torch.empty_like(x)
+        source, target, n = _flat_array(x), _flat_array(out), x.numel()
+        args = (
+            _philox_key(seed, step), threshold, scale, ACTIVATIONS.index(activation),
+            _vector_end(n, x.dtype),
+        )  # fmt: skip
+
+        def fast() -> Tensor:
+            self._parallel(
+                n,
+                lambda: _fused_kernels.forward_span(
+                    source, bias_tile, residual_source, target, 0, n, offset, *args
+                ),
+                lambda parts: _fused_kernels.forward(
+                    source, bias_tile, residual_source, target, offset, *args, parts
+                ),
+            )
+            return out
+
+        return self._guarded(fast, slow)
+
+    def bias_act_dropout_backward(
+        self,
+        grad: Tensor,
+        x: Tensor | None,
+        bias: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> tuple[Tensor, Tensor]:
+        """The bias gradient is summed in :data:`._fused_kernels.BIAS_ROW_GROUPS` fixed groups of
+        rows, then the groups in order: independent of the thread count, but not PyTorch's
+        ``sum`` order (see ``docs/cpu.md`` for the bound)."""
+
+        def slow() -> tuple[Tensor, Tensor]:
+            args = (grad, x, bias, rate, seed, step, offset, activation)
+            return ReferenceBackend.bias_act_dropout_backward(self, *args)
+
+        if step.dim() != 0 or grad.numel() == 0:
+            return slow()
+        # An expanded or permuted incoming gradient (``y.sum().backward()`` gives a stride-0
+        # one) is copied once: the bias gradient then has the same bits whatever its layout
+        # (eager and torch.compile hand over different layouts).
+        grad = grad.contiguous()
+        needs_input = activation != "identity"
+        if needs_input and (
+            x is None or not x.is_contiguous() or x.shape != grad.shape or x.dtype != grad.dtype
+        ):
+            return slow()
+        cd = compute_dtype(grad.dtype)
+        bias_tile = _periodic_tile(bias, grad, cd)
+        if bias_tile is None:
+            return slow()
+        threshold, scale = _fused_constants(rate, grad.dtype)
+        n = grad.numel()
+        rows = -(-n // bias_tile.size)
+        accumulate = bias is not None
+        groups = min(_fused_kernels.BIAS_ROW_GROUPS, rows)
+        partial_sums = np.full((groups, bias_tile.size if accumulate else 1), -0.0, bias_tile.dtype)
+        grad_x = torch.empty_like(grad)
+        source = _flat_array(grad)
+        inputs = _flat_array(x) if needs_input and x is not None else source  # unread for identity
+        target = _flat_array(grad_x)
+        key = _philox_key(seed, step)
+        args = (
+            offset, key, threshold, scale, ACTIVATIONS.index(activation), accumulate,
+            _vector_end(n, grad.dtype),
+        )  # fmt: skip
+
+        def fast() -> tuple[Tensor, Tensor]:
+            call = (source, inputs, bias_tile, target, partial_sums, *args)
+            self._parallel(
+                n,
+                lambda: _fused_kernels.backward_serial(*call),
+                lambda parts: _fused_kernels.backward(*call),
+            )
+            if bias is None:
+                return grad_x, torch.empty(0, dtype=cd)
+            period = bias.numel()
+            grad_bias = np.empty(period, bias_tile.dtype)
+            _fused_kernels.sum_groups(partial_sums, period, grad_bias)
+            return grad_x, torch.from_numpy(grad_bias).reshape(bias.shape)
+
+        return self._guarded(fast, slow)
+
+
+#: A periodic operand (bias, or a residual of ``x``'s trailing shape) is tiled to at least this
+#: many elements, so the fused kernels' inner loops run over long contiguous segments.
+MIN_TILE = 4096
+
+
+def _trailing_period(operand: Tensor, x: Tensor) -> int | None:
+    """``operand.numel()`` if it broadcasts to ``x`` as ``x``'s trailing dims (leading 1s
+    allowed), i.e. element ``i`` of flat ``x`` meets element ``i % numel`` of it; else None."""
+    shape = list(operand.shape)
+    while shape and shape[0] == 1:
+        shape.pop(0)
+    if len(shape) > x.dim() or shape != list(x.shape[x.dim() - len(shape) :]):
+        return None
+    return math.prod(shape)
+
+
+def _tile(values: Tensor) -> np.ndarray:
+    """Flat ``values`` repeated to at least :data:`MIN_TILE` elements (a whole number of times)."""
+    flat = values.reshape(-1)
+    return flat.repeat(max(1, -(-MIN_TILE // flat.numel()))).numpy()
+
+
+def _periodic_tile(operand: Tensor | None, x: Tensor, cd: torch.dtype) -> np.ndarray | None:
+    """The operand in compute precision, tiled; a tile of ``-0.0`` (``h + (-0.0) = h`` exactly,
+    for every ``h``) for a missing one; None if it is not periodic over ``x``."""
+    if operand is None:
+        return _tile(torch.full((1,), -0.0, dtype=cd))
+    if operand.device.type != "cpu" or _trailing_period(operand, x) is None:
+        return None
+    return _tile(operand.detach().to(cd))
+
+
+def _residual_source(residual: Tensor | None, x: Tensor, cd: torch.dtype) -> np.ndarray | None:
+    """A full-size residual of ``x``'s dtype as is (read once, in its storage type); otherwise as
+    :func:`_periodic_tile` (a full-size residual of another dtype is converted once)."""
+    if (
+        residual is not None
+        and residual.shape == x.shape
+        and residual.dtype == x.dtype
+        and residual.is_contiguous()
+        and residual.device.type == "cpu"
+    ):
+        return _flat_array(residual.detach())
+    return _periodic_tile(residual, x, cd)
+
+
+def _vector_end(numel: int, dtype: torch.dtype) -> int:
+    """Where PyTorch's float32 activation kernels switch to their scalar code for the last
+    ``numel % (2 * vector width)`` elements (the layout of a one-thread call); float64 has no
+    bit-equal path to follow."""
+    if compute_dtype(dtype) == torch.float64:
+        return numel
+    lanes = 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+    return numel - numel % (2 * lanes)
+
+
+def _fused_constants(rate: Tensor, dtype: torch.dtype) -> tuple[np.uint32, Any]:
+    """``(threshold, scale)`` of the fused kernels; a uint32 threshold so that p = 1
+    (t = 65536) drops everything."""
+    threshold = int(rng.threshold_tensor(rate))
+    scale = dropout_scale(torch.tensor(threshold), compute_dtype(dtype))
+    return np.uint32(threshold), _scalar(scale, dtype)
