@@ -205,22 +205,18 @@ class CPUBackend(ReferenceBackend):
         args = (np.uint16(threshold), a, b, dropped, affine, inplace)
 
         def fast() -> Tensor:
+            keys = _philox_keys(seed, step) if step.dim() == 1 else _philox_key(seed, step)
             openmp, threads = _openmp.launcher(), torch.get_num_threads()
-            parallel = x.numel() >= PARALLEL_MIN_NUMEL and threads > 1
-            if openmp is not None and parallel and step.dim() == 0:
-                # On PyTorch's own OpenMP team: see _openmp for why. (A 1-D step stays on the
-                # numba pool for now: tests/kernels/test_grouped_step.py counts its launches.)
-                openmp(source, target, offset, _philox_key(seed, step), *args, threads)
-                return out
-            if step.dim() == 0:
-                key = _philox_key(seed, step)
+            if openmp is not None and x.numel() >= PARALLEL_MIN_NUMEL and threads > 1:
+                # On PyTorch's own OpenMP team (see _openmp for why): one launch for all groups.
+                openmp(source, target, offset, keys, *args, threads)
+            elif step.dim() == 0:
                 self._parallel(
                     x.numel(),
-                    lambda: _kernels.bernoulli_span(source, target, offset, key, *args),
-                    lambda parts: _kernels.bernoulli(source, target, offset, key, *args, parts),
+                    lambda: _kernels.bernoulli_span(source, target, offset, keys, *args),
+                    lambda parts: _kernels.bernoulli(source, target, offset, keys, *args, parts),
                 )
             else:
-                keys = _philox_keys(seed, step)
                 self._parallel(
                     x.numel(),
                     lambda: _kernels.bernoulli_groups(source, target, offset, keys, *args, 1),
