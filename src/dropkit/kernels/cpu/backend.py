@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.kernels.cpu import _kernels, _openmp
+from dropkit.kernels.cpu import _kernels, _memory, _openmp
 from dropkit.kernels.reference import (
     ReferenceBackend,
     alpha_constants,
@@ -235,7 +235,7 @@ class CPUBackend(ReferenceBackend):
     ) -> Tensor:
         """The boolean keep mask of ``mask_shape`` (used where the fused pass does not apply)."""
         threshold = int(rng.threshold_tensor(rate))
-        mask = torch.empty(tuple(mask_shape), dtype=torch.bool)
+        mask = _memory.fresh(torch.empty(tuple(mask_shape), dtype=torch.bool))
         if threshold >= rng.THRESHOLD_ONE or mask.numel() == 0:
             return mask.fill_(False)
         target = mask.view(-1).numpy()
@@ -263,7 +263,8 @@ class CPUBackend(ReferenceBackend):
         mask_shape: Sequence[int],
         scale: bool,
     ) -> Tensor:
-        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, torch.empty_like(x))
+        out = _memory.fresh(torch.empty_like(x))
+        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
 
     def dropout_out(
         self,
@@ -299,7 +300,7 @@ class CPUBackend(ReferenceBackend):
         def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
             return ReferenceBackend.alpha_dropout(self, x, rate, seed, step, offset, mask_shape)
 
-        out = torch.empty_like(x)
+        out = _memory.fresh(torch.empty_like(x))
         return self._bernoulli(
             x, out, rate, seed, step, offset, mask_shape, alpha_constants, True, reference
         )
@@ -320,7 +321,7 @@ class CPUBackend(ReferenceBackend):
             args = (grad, rate, seed, step, offset, mask_shape)
             return ReferenceBackend.alpha_dropout_backward(self, *args)
 
-        out = torch.empty_like(grad)
+        out = _memory.fresh(torch.empty_like(grad))
         return self._bernoulli(
             grad, out, rate, seed, step, offset, mask_shape, constants, False, reference
         )
