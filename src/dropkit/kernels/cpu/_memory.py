@@ -33,13 +33,21 @@ HUGE_PAGES_ENV = "DROPKIT_CPU_HUGE_PAGES"
 HUGE_PAGES_MIN_BYTES = 4 << 20
 HUGE_PAGE_BYTES = 2 << 20
 _MADV_HUGEPAGE = 14  # Linux, every architecture
+_THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 #: Whether :func:`fresh` advises (read once from the environment; tests switch it).
 enabled = os.environ.get(HUGE_PAGES_ENV, "1") != "0"
 
 
 def _find_madvise() -> Any:
+    """libc's ``madvise`` where transparent huge pages can be had (Linux, mode not ``never``)."""
     if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(_THP_MODE) as modes:
+            if "[never]" in modes.read():
+                return None
+    except OSError:  # a kernel without transparent huge pages
         return None
     try:
         madvise = ctypes.CDLL(None, use_errno=True).madvise
