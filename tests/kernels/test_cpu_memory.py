@@ -27,6 +27,7 @@ def recorded_advice(monkeypatch):
         return 0
 
     monkeypatch.setattr(_memory, "_madvise", madvise)
+    monkeypatch.setattr(_memory, "enabled", True)  # whatever DROPKIT_CPU_HUGE_PAGES says
     return calls
 
 
