@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.kernels.cpu import _fused_kernels, _kernels, _openmp
+from dropkit.kernels.cpu import _fused_kernels, _kernels, _memory, _openmp
 from dropkit.kernels.reference import (
     ACTIVATIONS,
     ReferenceBackend,
@@ -208,22 +208,18 @@ class CPUBackend(ReferenceBackend):
         args = (np.uint16(threshold), a, b, dropped, affine, inplace)
 
         def fast() -> Tensor:
+            keys = _philox_keys(seed, step) if step.dim() == 1 else _philox_key(seed, step)
             openmp, threads = _openmp.launcher(), torch.get_num_threads()
-            parallel = x.numel() >= PARALLEL_MIN_NUMEL and threads > 1
-            if openmp is not None and parallel and step.dim() == 0:
-                # On PyTorch's own OpenMP team: see _openmp for why. (A 1-D step stays on the
-                # numba pool for now: tests/kernels/test_grouped_step.py counts its launches.)
-                openmp(source, target, offset, _philox_key(seed, step), *args, threads)
-                return out
-            if step.dim() == 0:
-                key = _philox_key(seed, step)
+            if openmp is not None and x.numel() >= PARALLEL_MIN_NUMEL and threads > 1:
+                # On PyTorch's own OpenMP team (see _openmp for why): one launch for all groups.
+                openmp(source, target, offset, keys, *args, threads)
+            elif step.dim() == 0:
                 self._parallel(
                     x.numel(),
-                    lambda: _kernels.bernoulli_span(source, target, offset, key, *args),
-                    lambda parts: _kernels.bernoulli(source, target, offset, key, *args, parts),
+                    lambda: _kernels.bernoulli_span(source, target, offset, keys, *args),
+                    lambda parts: _kernels.bernoulli(source, target, offset, keys, *args, parts),
                 )
             else:
-                keys = _philox_keys(seed, step)
                 self._parallel(
                     x.numel(),
                     lambda: _kernels.bernoulli_groups(source, target, offset, keys, *args, 1),
@@ -242,7 +238,7 @@ class CPUBackend(ReferenceBackend):
     ) -> Tensor:
         """The boolean keep mask of ``mask_shape`` (used where the fused pass does not apply)."""
         threshold = int(rng.threshold_tensor(rate))
-        mask = torch.empty(tuple(mask_shape), dtype=torch.bool)
+        mask = _memory.fresh(torch.empty(tuple(mask_shape), dtype=torch.bool))
         if threshold >= rng.THRESHOLD_ONE or mask.numel() == 0:
             return mask.fill_(False)
         target = mask.view(-1).numpy()
@@ -270,7 +266,8 @@ class CPUBackend(ReferenceBackend):
         mask_shape: Sequence[int],
         scale: bool,
     ) -> Tensor:
-        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, torch.empty_like(x))
+        out = _memory.fresh(torch.empty_like(x))
+        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
 
     def dropout_out(
         self,
@@ -306,7 +303,7 @@ class CPUBackend(ReferenceBackend):
         def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
             return ReferenceBackend.alpha_dropout(self, x, rate, seed, step, offset, mask_shape)
 
-        out = torch.empty_like(x)
+        out = _memory.fresh(torch.empty_like(x))
         return self._bernoulli(
             x, out, rate, seed, step, offset, mask_shape, alpha_constants, True, reference
         )
@@ -327,7 +324,7 @@ class CPUBackend(ReferenceBackend):
             args = (grad, rate, seed, step, offset, mask_shape)
             return ReferenceBackend.alpha_dropout_backward(self, *args)
 
-        out = torch.empty_like(grad)
+        out = _memory.fresh(torch.empty_like(grad))
         return self._bernoulli(
             grad, out, rate, seed, step, offset, mask_shape, constants, False, reference
         )
@@ -389,7 +386,7 @@ class CPUBackend(ReferenceBackend):
         if bias_tile is None or residual_source is None:
             return slow()
         threshold, scale = _fused_constants(rate, x.dtype)
-        out = torch.empty_like(x)
+        out = _memory.fresh(torch.empty_like(x))
         source, target, n = _flat_array(x), _flat_array(out), x.numel()
         args = (
             _philox_key(seed, step), threshold, scale, ACTIVATIONS.index(activation),
@@ -450,7 +447,7 @@ class CPUBackend(ReferenceBackend):
         accumulate = bias is not None
         groups = min(_fused_kernels.BIAS_ROW_GROUPS, rows)
         partial_sums = np.full((groups, bias_tile.size if accumulate else 1), -0.0, bias_tile.dtype)
-        grad_x = torch.empty_like(grad)
+        grad_x = _memory.fresh(torch.empty_like(grad))
         source = _flat_array(grad)
         inputs = _flat_array(x) if needs_input and x is not None else source  # unread for identity
         target = _flat_array(grad_x)
