@@ -189,6 +189,8 @@ def run_parity(device: torch.device, clock: Clock, *, smoke: bool = False) -> li
     rates = (0.0, 0.1, 0.5, 1.0)
     parity_budget = 0.35 * clock.budget_s
     for dtype_name, dtype in DTYPES.items():
+        # Progress lines: a phase that overruns (a slow compile) shows where it was.
+        print(f"[parity] elementwise {dtype_name} (t={clock.elapsed():.0f}s)", flush=True)
         for label, x in _parity_inputs(device, dtype, gen, smoke):
             for op_name, (op, min_dims, exact) in _elementwise_ops().items():
                 if x.dim() < min_dims:
@@ -244,6 +246,9 @@ def _fused_parity(device, gen, seed, clock, smoke) -> list[ParityResult]:
         for activation in ACTIVATIONS:
             if dtype == torch.float16 and activation not in ("identity", "gelu"):
                 continue  # fewer compiled variants; float16 shares bfloat16's code paths
+            print(
+                f"[parity] fused {activation} {dtype_name} (t={clock.elapsed():.0f}s)", flush=True
+            )
             for shape in shapes:
                 name = f"fused:{activation}/{dtype_name}/{shape}"
                 if clock.elapsed() > 0.45 * clock.budget_s:

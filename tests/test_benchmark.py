@@ -87,3 +87,25 @@ def test_cli_dropout_suite_threads_and_rates(tmp_path):
         (1, "bfloat16"),
         (2, "bfloat16"),
     }
+
+
+def test_fused_suite_providers_ratios_and_held_bytes(tmp_path):
+    results = benchmark.run_fused_benchmarks(
+        sizes=[2048], dtypes=[torch.float32], threads=[1], rates=[0.5], activations=["silu"],
+        features=256, min_time_s=0.0, min_repeats=3,
+    )  # fmt: skip
+    cells = {(r.provider, r.pass_name): r for r in results}
+    assert set(cells) == {(p, s) for p in benchmark.FUSED_PROVIDERS for s in ("fwd", "fwd+bwd")}
+    for (_, pass_name), r in cells.items():
+        assert r.op == "bias_silu_dropout_add" and r.numel == 2048 and r.p == 0.5
+        floor = cells[("floor", pass_name)]
+        assert abs(r.ratio_to_floor - r.median_ms / floor.median_ms) < 1e-9
+    # dropkit holds the bias and three 0-d tensors; eager PyTorch a mask and silu's input.
+    assert cells[("dropkit", "fwd")].held_bytes_per_element * 2048 <= 256 * 4 + 64
+    assert cells[("torch", "fwd")].held_bytes_per_element >= 5
+    assert "bias_silu_dropout_add" in benchmark.format_fused_table(results)
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--suite", "fused", "--sizes", "2^12", "--dtypes", "bf16",
+                 "--activations", "relu", "--min-time", "0", "--output", str(out)])  # fmt: skip
+    assert code == 0
+    assert {r["op"] for r in json.loads(out.read_text())["results"]} == {"bias_relu_dropout_add"}

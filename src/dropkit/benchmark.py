@@ -1,6 +1,6 @@
 """Speed and memory of dropkit's ops against PyTorch and the memory-copy floor, in one run.
 
-Two suites:
+Three suites:
 
 * **ops** (:func:`run_benchmarks`): for each op, size, dtype and pass (``fwd``, ``fwd+bwd``)
   three providers in the same process: ``dropkit``, ``torch`` (PyTorch's own op or the usual
@@ -12,7 +12,11 @@ Two suites:
   into a preallocated tensor (floor of an ``out=`` op) and dropkit's ``out=`` path. Providers
   are timed round-robin, so a burst of noise from other processes hits all of them alike.
 
-Both report medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
+* **fused** (:func:`run_fused_benchmarks`): ``residual + dropout(act(x + bias))`` against the
+  reference backend, PyTorch's eager composition and an allocating ``x + residual`` (the floor
+  of the bytes the fused forward moves), round-robin like the dropout suite.
+
+All report medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
 bytes each provider holds for backward (from the autograd saved-tensor hooks).
 """
 
@@ -37,10 +41,12 @@ from dropkit import kernels
 __all__ = [
     "BenchResult",
     "format_dropout_table",
+    "format_fused_table",
     "format_table",
     "held_bytes",
     "run_benchmarks",
     "run_dropout_benchmarks",
+    "run_fused_benchmarks",
     "time_call",
 ]
 
@@ -528,4 +534,177 @@ def format_dropout_table(results: Sequence[BenchResult]) -> str:
         lines.append(row)
     lines.append("ms: median ± half the inter-quartile range; floors: 'x*2.0' (allocating) for "
                  "dropkit, 'copy' (preallocated) for dropkit out=")  # fmt: skip
+    return "\n".join(lines)
+
+
+# -- the fused suite: residual + dropout(act(x + bias)) ------------------------------------------
+
+#: Providers of :func:`run_fused_benchmarks`: dropkit on the chosen backend, the same op on the
+#: reference backend, PyTorch's eager composition, and the floor (an allocating ``x + r`` moves
+#: the forward's bytes: two tensors read, one written; fwd+bwd: two of them).
+FUSED_PROVIDERS = ("dropkit", "reference", "torch", "floor")
+_TORCH_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu": torch_functional.gelu,
+    "gelu_tanh": lambda t: torch_functional.gelu(t, approximate="tanh"),
+    "relu": torch.relu,
+    "silu": torch_functional.silu,
+}
+
+
+def run_fused_benchmarks(
+    *,
+    sizes: Sequence[int] = (1 << 20,),
+    dtypes: Sequence[torch.dtype] = (torch.float32, torch.bfloat16),
+    threads: Sequence[int] | None = None,
+    rates: Sequence[float] = (RATE,),
+    activations: Sequence[str] = ("gelu",),
+    features: int = 4096,
+    device: str | torch.device = "cpu",
+    min_time_s: float = 0.1,
+    min_repeats: int = 7,
+    max_repeats: int = 200,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Time ``residual + dropout(act(x + bias))`` on ``(numel // features, features)`` inputs,
+    ``bias`` of ``features`` elements: the providers of :data:`FUSED_PROVIDERS`, round-robin,
+    fwd and fwd+bwd (gradients to ``x``, ``bias`` and ``residual``)."""
+    device = torch.device(device)
+    thread_counts = [torch.get_num_threads()] if threads is None else list(threads)
+    previous_threads = torch.get_num_threads()
+    steps = _step_counter()
+    results: list[BenchResult] = []
+    try:
+        for thread_count, dtype, numel, rate, activation in (
+            (t, d, n, r, a)
+            for t in thread_counts
+            for d in dtypes
+            for n in sizes
+            for r in rates
+            for a in activations
+        ):
+            torch.set_num_threads(thread_count)
+            if progress is not None:
+                progress(
+                    f"fused {activation} {str(dtype).removeprefix('torch.')} n={numel} "
+                    f"threads={thread_count} p={rate}"
+                )
+            results.extend(
+                _fused_cell(
+                    numel, features, dtype, thread_count, rate, activation, device, steps,
+                    min_time_s=min_time_s, min_repeats=min_repeats, max_repeats=max_repeats,
+                )
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(previous_threads)
+    return results
+
+
+def _fused_cell(
+    numel: int,
+    features: int,
+    dtype: torch.dtype,
+    thread_count: int,
+    rate: float,
+    activation: str,
+    device: torch.device,
+    steps: Callable[[], int],
+    *,
+    min_time_s: float,
+    min_repeats: int,
+    max_repeats: int,
+) -> list[BenchResult]:
+    rows = max(numel // features, 1)
+    x = torch.randn(rows, features, device=device).to(dtype)
+    bias = torch.randn(features, device=device).to(dtype)
+    residual = torch.randn(rows, features, device=device).to(dtype)
+    grad = torch.ones_like(x)
+    torch_activation = _TORCH_ACTIVATIONS[activation]
+
+    def dropkit_op(t: Tensor, b: Tensor, r: Tensor) -> Tensor:
+        return F.bias_act_dropout_add(t, b, r, rate, activation, seed=1, step=steps())  # type: ignore[arg-type]
+
+    def reference_op(t: Tensor, b: Tensor, r: Tensor) -> Tensor:
+        with kernels.use_backend("reference"):
+            return dropkit_op(t, b, r)
+
+    def torch_op(t: Tensor, b: Tensor, r: Tensor) -> Tensor:
+        return r + torch_functional.dropout(torch_activation(t + b), rate, training=True)
+
+    providers = {"dropkit": dropkit_op, "reference": reference_op, "torch": torch_op}
+    calls: dict[tuple[str, str], Callable[[], object]] = {}
+    for provider, fn in providers.items():
+        leaves = [t.detach().requires_grad_(True) for t in (x, bias, residual)]
+
+        def forward(fn: Callable[..., Tensor] = fn) -> None:
+            with torch.no_grad():
+                fn(x, bias, residual)
+
+        def forward_backward(fn: Callable[..., Tensor] = fn, leaves: list[Tensor] = leaves) -> None:
+            fn(*leaves).backward(grad)
+            for leaf in leaves:
+                leaf.grad = None
+
+        calls[(provider, "fwd")] = forward
+        calls[(provider, "fwd+bwd")] = forward_backward
+
+    def add_twice() -> None:  # floor of fwd+bwd: the forward's bytes, then the backward's
+        x + residual
+        grad + x
+
+    calls[("floor", "fwd")] = lambda: x + residual
+    calls[("floor", "fwd+bwd")] = add_twice
+    times = _round_robin(
+        calls, device, min_time_s=min_time_s, min_repeats=min_repeats, max_repeats=max_repeats
+    )
+    held = {
+        provider: held_bytes(lambda t, fn=fn: fn(t, bias, residual), x) / x.numel()  # type: ignore[misc]
+        for provider, fn in providers.items()
+    }
+    cells: dict[tuple[str, str], BenchResult] = {}
+    for (provider, pass_name), samples in times.items():
+        q25, median, q75 = _quartiles(samples)
+        cells[(provider, pass_name)] = BenchResult(
+            op=f"bias_{activation}_dropout_add",
+            provider=provider,
+            dtype=str(dtype).removeprefix("torch."),
+            numel=x.numel(),
+            pass_name=pass_name,
+            median_ms=median,
+            q25_ms=q25,
+            q75_ms=q75,
+            repeats=len(samples),
+            held_bytes_per_element=held.get(provider, 0.0),
+            threads=thread_count,
+            p=rate,
+        )
+    for (_, pass_name), cell in cells.items():
+        cell.ratio_to_floor = cell.median_ms / cells[("floor", pass_name)].median_ms
+        cell.ratio_to_torch = cell.median_ms / cells[("torch", pass_name)].median_ms
+    return list(cells.values())
+
+
+def format_fused_table(results: Sequence[BenchResult]) -> str:
+    """One row per (op, dtype, size, threads, p, pass): median ms per provider, then dropkit's
+    time over the floor, PyTorch's and the reference's times over dropkit's, bytes held."""
+    header = f"{'op':<26}{'dtype':<9}{'numel':>9}{'thr':>4}{'p':>5} {'pass':<8}" + "".join(
+        f"{name:>15}" for name in FUSED_PROVIDERS
+    )
+    header += f"{'dk/floor':>9}{'pt/dk':>7}{'ref/dk':>7}  {'held B/el dk|pt':<15}"
+    lines = [header, "-" * len(header)]
+    rows: dict[tuple[str, str, int, int, float, str], dict[str, BenchResult]] = {}
+    for r in results:
+        rows.setdefault((r.op, r.dtype, r.numel, r.threads, r.p, r.pass_name), {})[r.provider] = r
+    for (op, dtype, numel, threads, rate, pass_name), cells in rows.items():
+        row = f"{op:<26}{dtype:<9}{numel:>9}{threads:>4}{rate:>5} {pass_name:<8}"
+        for name in FUSED_PROVIDERS:
+            cell = cells[name]
+            row += f"{cell.median_ms:>8.2f}±{(cell.q75_ms - cell.q25_ms) / 2:<6.2f}"
+        dk = cells["dropkit"]
+        reference_ratio = cells["reference"].median_ms / dk.median_ms
+        held = f"{dk.held_bytes_per_element:.2f}|{cells['torch'].held_bytes_per_element:.2f}"
+        row += f"{dk.ratio_to_floor:>8.2f}x{1 / dk.ratio_to_torch:>6.1f}x{reference_ratio:>6.1f}x"
+        lines.append(row + f"  {held}")
+    lines.append("ms: median ± half the inter-quartile range; floor: an allocating x + residual "
+                 "(fwd+bwd: two); held: bytes saved for backward per element, "
+                 "besides x")  # fmt: skip
     return "\n".join(lines)

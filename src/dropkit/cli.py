@@ -70,6 +70,20 @@ def _bench(args: argparse.Namespace) -> int:
         )
         results += dropout_results
         tables.append(benchmark.format_dropout_table(dropout_results))
+    if "fused" in suites:
+        sizes = args.sizes or ([1 << 20, 1 << 24] if args.full else [1 << 20])
+        fused_results = benchmark.run_fused_benchmarks(
+            sizes=sizes,
+            dtypes=dtypes,
+            threads=args.threads,
+            rates=args.rates or [0.1],
+            activations=args.activations,
+            device=args.device,
+            min_time_s=args.min_time,
+            progress=progress,
+        )
+        results += fused_results
+        tables.append(benchmark.format_fused_table(fused_results))
     print("\n\n".join(tables))
     benchmark.write_json(results, args.output)
     print(f"\nresults written to {args.output}")
@@ -79,13 +93,15 @@ def _bench(args: argparse.Namespace) -> int:
 def _suites(args: argparse.Namespace) -> set[str]:
     """``--suite``; by default both, but only the ops table when ``--ops`` names ops."""
     if args.suite != "auto":
-        return {"ops", "dropout"} if args.suite == "all" else {args.suite}
+        return {"ops", "dropout", "fused"} if args.suite == "all" else {args.suite}
     return {"ops"} if args.ops else {"ops", "dropout"}
 
 
 _SUITE_HELP = (
     "ops: each op vs PyTorch and the copy floor; dropout: dropout vs F.dropout, torch.compile, "
-    "x*2.0, a preallocated copy and dropkit's out=; auto (default): both, or ops if --ops is given"
+    "x*2.0, a preallocated copy and dropkit's out=; fused: residual + dropout(act(x + bias)) vs "
+    "the reference backend, PyTorch eager and an allocating x + residual; auto (default): ops "
+    "and dropout, or ops if --ops is given; all: the three"
 )
 _FULL_HELP = "sizes up to 2^24; dropout suite: 1 and 2 threads, p 0.1 and 0.5"
 
@@ -154,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="dropkit", description="dropout: complete, correct, fast.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
     bench = commands.add_parser("bench", help="time dropkit against PyTorch and the copy floor")
-    bench.add_argument("--suite", choices=["auto", "all", "ops", "dropout"], default="auto",
+    bench.add_argument("--suite", choices=["auto", "all", "ops", "dropout", "fused"],
+                       default="auto",
                        help=_SUITE_HELP)  # fmt: skip
     bench.add_argument("--ops", nargs="+", default=None, help="ops to time (default: all)")
     bench.add_argument("--sizes", nargs="+", type=_positive_size, default=None,
@@ -165,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="torch threads (dropout suite: one cell per count)")  # fmt: skip
     bench.add_argument("--rates", nargs="+", type=_rate, default=None,
                        help="dropout suite rates (default 0.1; --full: 0.1 0.5)")  # fmt: skip
+    bench.add_argument("--activations", nargs="+", default=["gelu"],
+                       choices=["gelu", "gelu_tanh", "relu", "silu"],
+                       help="fused suite: residual + dropout(act(x + bias)) for each")  # fmt: skip
     bench.add_argument("--min-time", type=float, default=0.1, help="seconds per timed cell")
     bench.add_argument("--full", action="store_true", help=_FULL_HELP)
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"))

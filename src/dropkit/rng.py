@@ -111,6 +111,14 @@ def _check_int64_range(name: str, value: int, low: int, high_exclusive: int) -> 
         )
 
 
+def _as_0d(t: Tensor, dtype: torch.dtype, device: torch.device | str | None) -> Tensor:
+    """``t`` as a 0-d tensor of ``dtype`` on ``device``; ``t`` itself when it already is one
+    (the common case of a module's buffer: no per-call view or conversion)."""
+    if t.dim() == 0 and t.dtype == dtype and (device is None or t.device == torch.device(device)):
+        return t
+    return t.reshape(()).to(dtype=dtype, device=device)
+
+
 def seed_tensor(seed: SeedLike, device: torch.device | str | None = None) -> Tensor:
     """A 0-d int64 tensor holding a 64-bit seed (two's complement for seeds >= 2**63).
 
@@ -122,7 +130,7 @@ def seed_tensor(seed: SeedLike, device: torch.device | str | None = None) -> Ten
                 f"seed must be an int or a one-element int64 tensor, got a {seed.dtype} tensor "
                 f"of shape {tuple(seed.shape)}"
             )
-        return seed.reshape(()).to(dtype=torch.int64, device=device)
+        return _as_0d(seed, torch.int64, device)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int in [0, 2**64 - 1] or an int64 tensor, got {seed!r}")
     _check_int64_range("seed", seed, 0, _UINT64_END)
@@ -138,7 +146,7 @@ def step_tensor(step: StepLike, device: torch.device | str | None = None) -> Ten
                 f"step must be an int or a one-element int64 tensor, got a {step.dtype} tensor "
                 f"of shape {tuple(step.shape)}"
             )
-        return step.reshape(()).to(dtype=torch.int64, device=device)
+        return _as_0d(step, torch.int64, device)
     if isinstance(step, bool) or not isinstance(step, int):
         raise TypeError(f"step must be a non-negative int or an int64 tensor, got {step!r}")
     _check_int64_range("step", step, 0, 2**63)

@@ -123,10 +123,11 @@ def test_cpu_grouped_is_one_kernel_call_bit_equal_to_reference(dtype, threads, m
     pytest.importorskip("numba")
     if DEVICE != "cpu":
         pytest.skip("CPU backend")
-    from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, _kernels
+    from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, _kernels, _openmp
 
     # Only kernels launched from Python are patched: a jit function calling a patched one
-    # (bernoulli_span) would no longer compile.
+    # (bernoulli_span) would no longer compile. Threaded, the launch goes to PyTorch's OpenMP
+    # team where its libgomp is found (keys with one row per group), else to numba's pool.
     launches = {"grouped": 0, "single": 0}
     for kernel, kind in [
         ("bernoulli_groups", "grouped"),
@@ -140,6 +141,15 @@ def test_cpu_grouped_is_one_kernel_call_bit_equal_to_reference(dtype, threads, m
             return _original(*args)
 
         monkeypatch.setattr(_kernels, kernel, counted)
+    launcher, on_openmp = _openmp.launcher(), []
+    if launcher is not None:
+
+        def counted_openmp(x, out, offset, keys, *args):  # type: ignore[no-untyped-def]
+            launches["grouped" if keys.ndim == 2 and len(keys) > 1 else "single"] += 1
+            on_openmp.append(True)
+            return launcher(x, out, offset, keys, *args)
+
+        monkeypatch.setattr(_openmp, "launcher", lambda: counted_openmp)
     rows = PARALLEL_MIN_NUMEL // 64 + 3  # a group above the threading threshold, ragged blocks
     x = _x((5 * rows, 65), dtype)
     rate, seed = _args(0.25)
@@ -152,6 +162,7 @@ def test_cpu_grouped_is_one_kernel_call_bit_equal_to_reference(dtype, threads, m
     finally:
         torch.set_num_threads(previous)
     assert launches == {"grouped": 1, "single": 0}
+    assert len(on_openmp) == (1 if launcher is not None and threads > 1 else 0)
     with kernels.use_backend("reference"):
         reference = _separately(OPS["dropout"], x, rate, seed, steps, 5, [rows, 65])
     assert torch.equal(_bits(fast), _bits(reference))

@@ -354,3 +354,115 @@ def test_transposed_layouts_bit_equal(layout, dtype):
     assert _launch.transposed_plan(dims, 8) is not None
     _assert_same(lambda t: F.dropout(t, 0.3, seed=3, step=1, offset=8), x)
     _assert_same(lambda t: F.alpha_dropout(t, 0.5, seed=3), x)
+
+
+ROWS_CASES = {
+    # spatial over NCHW: a row of H * W elements shares one mask element
+    "spatial_nchw": ((2, 3, 16, 16), lambda t: F.spatial_dropout(t, 0.4, seed=3, step=2)),
+    # locked over dim 0: every row reads the same mask row
+    "locked_time_major": (
+        (5, 4, 64),
+        lambda t: F.locked_dropout(t, 0.4, time_dim=0, seed=3, step=2, offset=9),
+    ),
+    "alpha_spatial": ((2, 3, 16, 16), lambda t: F.feature_alpha_dropout(t, 0.4, seed=3)),
+    "gaussian_spatial": (
+        (2, 3, 16, 16),
+        lambda t: F.gaussian_dropout(t, 0.4, noise_shape=(None, None, 1, 1), seed=3),
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", sorted(ROWS_CASES))
+def test_rows_kernel_bit_equal_and_chosen(case, dtype, monkeypatch):
+    shape, op = ROWS_CASES[case]
+    launched: list[int] = []
+    rows_kernel = _launch.K.rows_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            launched.append(grid[0])
+            return rows_kernel[grid]
+
+    monkeypatch.setattr(_launch.K, "rows_kernel", Spy())
+    _assert_same(op, _randn(shape, dtype), exact=not case.startswith("gaussian"))
+    assert launched, "the rows kernel did not run"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_rows_kernel_on_a_row_slice(dtype):
+    # A full mask on x[:, a:b]: rows from the program id, one Philox call per element.
+    x = _randn((6, 300), dtype)[:, 17:250]
+    assert _launch.merged_dims(x, torch.empty_like(x), x.shape)[1][1:3] == (1, 1)
+    outputs = []
+    for backend in ("reference", "triton"):
+        with kernels.use_backend(backend):
+            outputs.append(F.dropout(x, 0.4, seed=3, offset=5))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_short_rows_take_the_strided_kernel():
+    x = _randn((4, 8, 5, 5), torch.float32)  # H * W = 25 < ROWS_MIN_LEN
+    dims = _launch.merged_dims(x, torch.empty_like(x), (4, 8, 1, 1))
+    assert len(dims) == 2 and dims[1][0] < _launch.ROWS_MIN_LEN
+    _assert_same(lambda t: F.spatial_dropout(t, 0.4, seed=3), x)
+
+
+class _LaunchCounter:
+    """Wraps a Triton kernel and counts its launches (grids recorded)."""
+
+    def __init__(self, kernel) -> None:
+        self.kernel, self.grids = kernel, []
+
+    def __getitem__(self, grid):
+        self.grids.append(grid)
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize("max_grid_y", [_launch.MAX_GRID_Y, 2])
+def test_grouped_step_is_one_launch_and_equals_the_reference(max_grid_y, monkeypatch):
+    # A 1-D step (MC sampling): dim-0 group j drawn with step[j], bit for bit the reference's
+    # separate calls; a contiguous input takes one launch (chunks of MAX_GRID_Y groups).
+    counter = _LaunchCounter(_launch.K.contiguous_kernel)
+    monkeypatch.setattr(_launch.K, "contiguous_kernel", counter)
+    monkeypatch.setattr(_launch, "MAX_GRID_Y", max_grid_y)
+    x = _randn((5 * 6, 70), torch.bfloat16)
+    rate = torch.tensor(0.3, device=DEVICE)
+    seed = torch.tensor(2**40 + 1, device=DEVICE)
+    steps = torch.tensor([4, 9, 2**33, 0, 7], device=DEVICE)
+    with kernels.use_backend("triton"):
+        backend = kernels.backend_for(x, "dropout")
+    assert backend.name == "triton" and "dropout" in backend.grouped_step_ops
+    grouped = backend.dropout(x, rate, seed, steps, 3, [6, 70], True)
+    assert len(counter.grids) == -(-5 // max_grid_y)
+    expected = torch.cat(
+        [
+            kernels.reference.ReferenceBackend().dropout(part, rate, seed, step, 3, [6, 70], True)
+            for part, step in zip(x.split(6), steps, strict=True)
+        ]
+    )
+    assert torch.equal(grouped, expected)
+
+
+def test_dropout_out_in_place_on_strided_and_channels_last_layouts():
+    rate = torch.tensor(0.4, device=DEVICE)
+    seed = torch.tensor(5, device=DEVICE)
+    step = torch.tensor(3, device=DEVICE)
+    with kernels.use_backend("triton"):
+        backend = kernels.backend_for(torch.ones(1, device=DEVICE), "dropout_out")
+    assert backend.name == "triton"
+    reference = kernels.reference.ReferenceBackend()
+    base = _randn((4, 16, 8, 8), torch.float32)
+    for x in (base.contiguous(memory_format=torch.channels_last), base[:, ::2], base.clone()):
+        expected = reference.dropout(x, rate, seed, step, 2, list(x.shape), True)
+        target = x.clone()
+        backend.dropout_out(target, rate, seed, step, 2, list(x.shape), True, target)
+        assert torch.equal(target, expected)
+        assert target.stride() == x.clone().stride()
+
+
+def test_fused_backward_rows_tile_stays_small():
+    # The fused backward's (rows x cols) tile is compiled as one block: a large one makes ptxas
+    # run for minutes on a fresh GPU machine (seen when a constant was shadowed).
+    assert _launch.ROWS_TILE * _launch.COLS_TILE <= 8192
+    assert max(_launch.ROWS_TILES) <= 4096

@@ -47,7 +47,7 @@ def as_rate(p: float | Tensor, x: Tensor, name: str = "p", *, allow_one: bool = 
     """The rate as a 0-d float32 tensor on ``x``'s device, validated."""
     if isinstance(p, Tensor):
         _check_rate_tensor(p, name, allow_one)
-        return p.reshape(()).to(device=x.device, dtype=torch.float32)
+        return rng._as_0d(p, torch.float32, x.device)
     return torch.tensor(check_p(p, name, allow_one=allow_one), dtype=torch.float32, device=x.device)
 
 

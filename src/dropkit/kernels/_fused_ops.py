@@ -6,6 +6,10 @@ The mask is the one ``dropkit::dropout`` draws for ``x``'s shape. Autograd saves
 bias gradient's reduction) and ``x`` only where the activation's derivative needs it (the
 pre-activation is recomputed from ``x`` and ``bias``). No mask and no intermediate of ``x``'s size
 is ever stored.
+
+As in :mod:`dropkit.kernels._ops`, plain eager calls run the same bodies without
+``torch.library``'s dispatch (:func:`~dropkit.kernels._eager.plain_eager`), under an equivalent
+:class:`torch.autograd.Function`.
 """
 
 from __future__ import annotations
@@ -16,12 +20,43 @@ import torch
 from torch import Tensor
 
 from dropkit.kernels import backend_for
+from dropkit.kernels._eager import plain_eager, records_grad
 
 __all__ = ["bias_act_dropout_add", "bias_act_dropout_backward"]
 
 
+def _forward_body(
+    x: Tensor,
+    bias: Tensor | None,
+    residual: Tensor | None,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    activation: str,
+) -> Tensor:
+    return backend_for(x, "bias_act_dropout_add").bias_act_dropout_add(
+        x, bias, residual, rate, seed, step, offset, activation
+    )
+
+
+def _backward_body(
+    grad: Tensor,
+    x: Tensor | None,
+    bias: Tensor | None,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    activation: str,
+) -> tuple[Tensor, Tensor]:
+    return backend_for(grad, "bias_act_dropout_backward").bias_act_dropout_backward(
+        grad, x, bias, rate, seed, step, offset, activation
+    )
+
+
 @torch.library.custom_op("dropkit::bias_act_dropout_add", mutates_args=())
-def bias_act_dropout_add(
+def _bias_act_dropout_add_op(
     x: Tensor,
     bias: Tensor | None,
     residual: Tensor | None,
@@ -32,18 +67,16 @@ def bias_act_dropout_add(
     activation: str,
 ) -> Tensor:
     """``residual + where(keep, act(x + bias) * s, 0)``, intermediates in float32."""
-    return backend_for(x, "bias_act_dropout_add").bias_act_dropout_add(
-        x, bias, residual, rate, seed, step, offset, activation
-    )
+    return _forward_body(x, bias, residual, rate, seed, step, offset, activation)
 
 
-@bias_act_dropout_add.register_fake
+@_bias_act_dropout_add_op.register_fake
 def _(x: Tensor, *args: Any) -> Tensor:
     return torch.empty_like(x)
 
 
 @torch.library.custom_op("dropkit::bias_act_dropout_backward", mutates_args=())
-def bias_act_dropout_backward(
+def _bias_act_dropout_backward_op(
     grad: Tensor,
     x: Tensor | None,
     bias: Tensor | None,
@@ -55,12 +88,10 @@ def bias_act_dropout_backward(
 ) -> tuple[Tensor, Tensor]:
     """Gradients with respect to the pre-activation, ``where(keep, grad * s, 0) * act'(x + b)``,
     and to the bias (float32 or float64, summed to ``bias``'s shape; empty without a bias)."""
-    return backend_for(grad, "bias_act_dropout_backward").bias_act_dropout_backward(
-        grad, x, bias, rate, seed, step, offset, activation
-    )
+    return _backward_body(grad, x, bias, rate, seed, step, offset, activation)
 
 
-@bias_act_dropout_backward.register_fake
+@_bias_act_dropout_backward_op.register_fake
 def _(grad: Tensor, x: Tensor | None, bias: Tensor | None, *args: Any) -> tuple[Tensor, Tensor]:
     accumulate = torch.float64 if grad.dtype == torch.float64 else torch.float32
     bias_shape = (0,) if bias is None else bias.shape
@@ -104,4 +135,56 @@ def _backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     return grad_x, grad_bias, grad_residual, None, None, None, None, None
 
 
-bias_act_dropout_add.register_autograd(_backward, setup_context=_setup_context)
+_bias_act_dropout_add_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerBiasActDropoutAdd(torch.autograd.Function):
+    """The eager twin of ``dropkit::bias_act_dropout_add``'s autograd."""
+
+    @staticmethod
+    def forward(ctx: Any, *inputs: Any) -> Tensor:
+        output = _forward_body(*inputs)
+        _setup_context(ctx, inputs, output)
+        return output
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        return _backward(ctx, grads[0])
+
+
+def bias_act_dropout_add(
+    x: Tensor,
+    bias: Tensor | None,
+    residual: Tensor | None,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    activation: str,
+) -> Tensor:
+    """``residual + where(keep, act(x + bias) * s, 0)``: ``dropkit::bias_act_dropout_add``, or
+    its eager twin where :func:`~dropkit.kernels._eager.plain_eager` allows."""
+    args = (x, bias, residual, rate, seed, step, offset, activation)
+    if not plain_eager(x, bias, residual, rate, seed, step):
+        return _bias_act_dropout_add_op(*args)
+    if records_grad(x, bias, residual):
+        return _EagerBiasActDropoutAdd.apply(*args)
+    return _forward_body(*args)
+
+
+def bias_act_dropout_backward(
+    grad: Tensor,
+    x: Tensor | None,
+    bias: Tensor | None,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    activation: str,
+) -> tuple[Tensor, Tensor]:
+    """The fused backward: ``dropkit::bias_act_dropout_backward`` or its body directly where
+    :func:`~dropkit.kernels._eager.plain_eager` allows (it is not differentiable itself)."""
+    args = (grad, x, bias, rate, seed, step, offset, activation)
+    if plain_eager(grad, x, bias, rate, seed, step):
+        return _backward_body(*args)
+    return _bias_act_dropout_backward_op(*args)

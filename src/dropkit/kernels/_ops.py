@@ -11,6 +11,15 @@ step increment or rate change cannot disturb backward) and the Python ints ``off
 ``k`` equal groups along dim 0, group ``j`` is drawn with ``step[j]`` exactly as a separate call
 on that group would draw it, and ``mask_shape`` is one group's mask shape. A backend that lists
 the op in ``grouped_step_ops`` does that in one pass; for the others the op loops over groups.
+
+Eager calls on plain tensors skip ``torch.library``'s Python dispatch: the public functions here
+run the same body under a plain :class:`torch.autograd.Function` (or directly, where autograd does
+not record) whenever :func:`dropkit.kernels._eager.plain_eager` allows: not while compiling or
+exporting, not under a ``TorchDispatchMode`` (FakeTensor, ``make_fx``, FLOP counters), not under
+functorch transforms, and only for ``torch.Tensor``/``nn.Parameter`` inputs (no subclasses). The
+custom op's dispatch costs ~35 µs a call on the CPU and ~200 µs on a CUDA machine in backward
+(measured on an H200 with torch 2.11); both paths run the same backend code and give the same
+bits, and the op is still what torch.compile and torch.export see.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch
 from torch import Tensor
 
 from dropkit.kernels import backend_for
+from dropkit.kernels._eager import plain_eager, records_grad
 from dropkit.kernels.reference import check_step, step_groups
 
 __all__ = [
@@ -66,8 +76,44 @@ def _no_grad_for_rng(grad_x: Tensor, extra: list[Any]) -> tuple[Tensor | None, .
     return (grad_x, None, None, None, None, None, *[None] * len(extra))
 
 
-@torch.library.custom_op("dropkit::dropout", mutates_args=())
-def dropout(
+def _eager_twin(
+    body: Callable[..., Tensor], backward: Callable[[Any, Tensor], tuple[Tensor | None, ...]]
+) -> type[torch.autograd.Function]:
+    """A :class:`torch.autograd.Function` running ``body`` with the op's saved state and
+    backward: the op's autograd without ``torch.library``'s dispatch."""
+
+    class EagerTwin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, *inputs: Any) -> Tensor:
+            output = body(*inputs)
+            _save_rng(ctx, inputs, output)
+            return output
+
+        @staticmethod
+        def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+            return backward(ctx, grads[0])
+
+    EagerTwin.__name__ = EagerTwin.__qualname__ = f"Eager{body.__name__.title()}"
+    return EagerTwin
+
+
+def _call(
+    op: Callable[..., Tensor],
+    twin: type[torch.autograd.Function],
+    body: Callable[..., Tensor],
+    args: tuple[Any, ...],
+) -> Tensor:
+    """``op(*args)``, or the same result without the dispatcher where :func:`plain_eager`
+    allows: ``body`` directly if autograd does not record, else through ``twin``."""
+    x, rate, seed, step = args[:4]
+    if not plain_eager(x, rate, seed, step):
+        return op(*args)
+    if records_grad(x):
+        return twin.apply(*args)
+    return body(*args)
+
+
+def _dropout_body(
     x: Tensor,
     rate: Tensor,
     seed: Tensor,
@@ -76,7 +122,6 @@ def dropout(
     mask_shape: list[int],
     scale: bool,
 ) -> Tensor:
-    """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1."""
     check_step(x, step)
     backend = backend_for(x, "dropout")
     if step.dim() == 0 or "dropout" in getattr(backend, "grouped_step_ops", ()):
@@ -86,7 +131,21 @@ def dropout(
     return out
 
 
-dropout.register_fake(_empty_like)
+@torch.library.custom_op("dropkit::dropout", mutates_args=())
+def _dropout_op(
+    x: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+) -> Tensor:
+    """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1."""
+    return _dropout_body(x, rate, seed, step, offset, mask_shape, scale)
+
+
+_dropout_op.register_fake(_empty_like)
 
 
 def _dropout_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -95,11 +154,29 @@ def _dropout_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     return _no_grad_for_rng(grad_x, ctx.extra)
 
 
-dropout.register_autograd(_dropout_backward, setup_context=_save_rng)
+_dropout_op.register_autograd(_dropout_backward, setup_context=_save_rng)
+
+
+_DropoutFunction = _eager_twin(_dropout_body, _dropout_backward)
+
+
+def dropout(
+    x: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+) -> Tensor:
+    """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1 (the
+    ``dropkit::dropout`` op, or its eager twin where :func:`plain_eager` allows)."""
+    args = (x, rate, seed, step, offset, mask_shape, scale)
+    return _call(_dropout_op, _DropoutFunction, _dropout_body, args)
 
 
 @torch.library.custom_op("dropkit::dropout_out", mutates_args=("out",))
-def dropout_out(
+def _dropout_out_op(
     x: Tensor,
     rate: Tensor,
     seed: Tensor,
@@ -115,6 +192,24 @@ def dropout_out(
     where autograd does not record.
     """
     _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+
+
+def dropout_out(
+    x: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+    out: Tensor,
+) -> None:
+    """:func:`dropout` written into ``out`` (the ``dropkit::dropout_out`` op, or the same body
+    directly where :func:`plain_eager` allows)."""
+    if plain_eager(x, rate, seed, step, out):
+        _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
+    else:
+        _dropout_out_op(x, rate, seed, step, offset, mask_shape, scale, out)
 
 
 def _dropout_out(
@@ -138,11 +233,9 @@ def _dropout_out(
         backend.dropout_out(part, rate, seed, part_step, offset, mask_shape, scale, target)
 
 
-@torch.library.custom_op("dropkit::gaussian_dropout", mutates_args=())
-def gaussian_dropout(
+def _gaussian_body(
     x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
-    """``x * (1 + sqrt(p / (1 - p)) * n)`` with ``n`` standard normal per mask element."""
     return _grouped(
         "gaussian_dropout",
         x,
@@ -153,7 +246,15 @@ def gaussian_dropout(
     )
 
 
-gaussian_dropout.register_fake(_empty_like)
+@torch.library.custom_op("dropkit::gaussian_dropout", mutates_args=())
+def _gaussian_dropout_op(
+    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+) -> Tensor:
+    """``x * (1 + sqrt(p / (1 - p)) * n)`` with ``n`` standard normal per mask element."""
+    return _gaussian_body(x, rate, seed, step, offset, mask_shape)
+
+
+_gaussian_dropout_op.register_fake(_empty_like)
 
 
 def _gaussian_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -162,14 +263,21 @@ def _gaussian_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     return _no_grad_for_rng(grad_x, ctx.extra)
 
 
-gaussian_dropout.register_autograd(_gaussian_backward, setup_context=_save_rng)
+_gaussian_dropout_op.register_autograd(_gaussian_backward, setup_context=_save_rng)
+_GaussianFunction = _eager_twin(_gaussian_body, _gaussian_backward)
 
 
-@torch.library.custom_op("dropkit::alpha_dropout_backward", mutates_args=())
-def alpha_dropout_backward(
+def gaussian_dropout(
+    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+) -> Tensor:
+    """``x * (1 + sqrt(p / (1 - p)) * n)``: ``dropkit::gaussian_dropout`` or its eager twin."""
+    args = (x, rate, seed, step, offset, mask_shape)
+    return _call(_gaussian_dropout_op, _GaussianFunction, _gaussian_body, args)
+
+
+def _alpha_backward_body(
     grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
-    """``where(keep, a * grad, 0)``: the gradient of alpha dropout."""
     return _grouped(
         "alpha_dropout_backward",
         grad,
@@ -180,7 +288,15 @@ def alpha_dropout_backward(
     )
 
 
-alpha_dropout_backward.register_fake(_empty_like)
+@torch.library.custom_op("dropkit::alpha_dropout_backward", mutates_args=())
+def _alpha_dropout_backward_op(
+    grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+) -> Tensor:
+    """``where(keep, a * grad, 0)``: the gradient of alpha dropout."""
+    return _alpha_backward_body(grad, rate, seed, step, offset, mask_shape)
+
+
+_alpha_dropout_backward_op.register_fake(_empty_like)
 
 
 def _alpha_backward_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -190,14 +306,21 @@ def _alpha_backward_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...
     return _no_grad_for_rng(grad_x, ctx.extra)
 
 
-alpha_dropout_backward.register_autograd(_alpha_backward_backward, setup_context=_save_rng)
+_alpha_dropout_backward_op.register_autograd(_alpha_backward_backward, setup_context=_save_rng)
+_AlphaBackwardFunction = _eager_twin(_alpha_backward_body, _alpha_backward_backward)
 
 
-@torch.library.custom_op("dropkit::alpha_dropout", mutates_args=())
-def alpha_dropout(
+def alpha_dropout_backward(
+    grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+) -> Tensor:
+    """``where(keep, a * grad, 0)``: ``dropkit::alpha_dropout_backward`` or its eager twin."""
+    args = (grad, rate, seed, step, offset, mask_shape)
+    return _call(_alpha_dropout_backward_op, _AlphaBackwardFunction, _alpha_backward_body, args)
+
+
+def _alpha_body(
     x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
 ) -> Tensor:
-    """``where(keep, a * x + b, a * alpha' + b)`` (Klambauer et al. 2017)."""
     return _grouped(
         "alpha_dropout",
         x,
@@ -208,7 +331,15 @@ def alpha_dropout(
     )
 
 
-alpha_dropout.register_fake(_empty_like)
+@torch.library.custom_op("dropkit::alpha_dropout", mutates_args=())
+def _alpha_dropout_op(
+    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+) -> Tensor:
+    """``where(keep, a * x + b, a * alpha' + b)`` (Klambauer et al. 2017)."""
+    return _alpha_body(x, rate, seed, step, offset, mask_shape)
+
+
+_alpha_dropout_op.register_fake(_empty_like)
 
 
 def _alpha_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -217,4 +348,14 @@ def _alpha_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     return _no_grad_for_rng(grad_x, ctx.extra)
 
 
-alpha_dropout.register_autograd(_alpha_backward, setup_context=_save_rng)
+_alpha_dropout_op.register_autograd(_alpha_backward, setup_context=_save_rng)
+_AlphaFunction = _eager_twin(_alpha_body, _alpha_backward)
+
+
+def alpha_dropout(
+    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+) -> Tensor:
+    """``where(keep, a * x + b, a * alpha' + b)``: ``dropkit::alpha_dropout`` or its eager
+    twin."""
+    args = (x, rate, seed, step, offset, mask_shape)
+    return _call(_alpha_dropout_op, _AlphaFunction, _alpha_body, args)

@@ -18,6 +18,8 @@ helpers, so the float arithmetic is the reference's, operation for operation.
 * Gaussian dropout: the same pass, the normals computed in the kernel (Box-Muller on the spec's
   words with vectorisable float32 ``log``/``sin``/``cos``): within 4 float32 ulps of the
   reference's normals (measured over 12M draws; ~72% bit-equal), not bit-identical.
+* The fused ``residual + dropout(act(x + bias))`` and its backward: one pass each
+  (:mod:`._fused_kernels`; the section at the end of :class:`CPUBackend`).
 
 If a kernel fails to compile, the backend warns once and runs the reference from then on.
 """
@@ -38,8 +40,16 @@ from torch import Tensor
 
 from dropkit import rng
 from dropkit.kernels._layout import merged_dims
-from dropkit.kernels.cpu import _kernels, _layout_kernels, _layout_launch, _openmp
+from dropkit.kernels.cpu import (
+    _fused_kernels,
+    _kernels,
+    _layout_kernels,
+    _layout_launch,
+    _memory,
+    _openmp,
+)
 from dropkit.kernels.reference import (
+    ACTIVATIONS,
     ReferenceBackend,
     alpha_constants,
     compute_dtype,
@@ -341,22 +351,18 @@ class CPUBackend(ReferenceBackend):
         args = (np.uint16(threshold), a, b, dropped, affine, inplace)
 
         def fast() -> Tensor:
+            keys = _philox_keys(seed, step) if step.dim() == 1 else _philox_key(seed, step)
             openmp, threads = _openmp.launcher(), torch.get_num_threads()
-            parallel = x.numel() >= PARALLEL_MIN_NUMEL and threads > 1
-            if openmp is not None and parallel and step.dim() == 0:
-                # On PyTorch's own OpenMP team: see _openmp for why. (A 1-D step stays on the
-                # numba pool for now: tests/kernels/test_grouped_step.py counts its launches.)
-                openmp(source, target, offset, _philox_key(seed, step), *args, threads)
-                return out
-            if step.dim() == 0:
-                key = _philox_key(seed, step)
+            if openmp is not None and x.numel() >= PARALLEL_MIN_NUMEL and threads > 1:
+                # On PyTorch's own OpenMP team (see _openmp for why): one launch for all groups.
+                openmp(source, target, offset, keys, *args, threads)
+            elif step.dim() == 0:
                 self._parallel(
                     x.numel(),
-                    lambda: _kernels.bernoulli_span(source, target, offset, key, *args),
-                    lambda parts: _kernels.bernoulli(source, target, offset, key, *args, parts),
+                    lambda: _kernels.bernoulli_span(source, target, offset, keys, *args),
+                    lambda parts: _kernels.bernoulli(source, target, offset, keys, *args, parts),
                 )
             else:
-                keys = _philox_keys(seed, step)
                 self._parallel(
                     x.numel(),
                     lambda: _kernels.bernoulli_groups(source, target, offset, keys, *args, 1),
@@ -474,7 +480,7 @@ class CPUBackend(ReferenceBackend):
     ) -> Tensor:
         """The boolean keep mask of ``mask_shape`` (used where the fused pass does not apply)."""
         threshold = int(rng.threshold_tensor(rate))
-        mask = torch.empty(tuple(mask_shape), dtype=torch.bool)
+        mask = _memory.fresh(torch.empty(tuple(mask_shape), dtype=torch.bool))
         if threshold >= rng.THRESHOLD_ONE or mask.numel() == 0:
             return mask.fill_(False)
         target = mask.view(-1).numpy()
@@ -502,7 +508,8 @@ class CPUBackend(ReferenceBackend):
         mask_shape: Sequence[int],
         scale: bool,
     ) -> Tensor:
-        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, torch.empty_like(x))
+        out = _memory.fresh(torch.empty_like(x))
+        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
 
     def dropout_out(
         self,
@@ -538,7 +545,7 @@ class CPUBackend(ReferenceBackend):
         def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
             return ReferenceBackend.alpha_dropout(self, x, rate, seed, step, offset, mask_shape)
 
-        out = torch.empty_like(x)
+        out = _memory.fresh(torch.empty_like(x))
         return self._bernoulli(
             x, out, rate, seed, step, offset, mask_shape, alpha_constants, True, reference
         )
@@ -559,7 +566,7 @@ class CPUBackend(ReferenceBackend):
             args = (grad, rate, seed, step, offset, mask_shape)
             return ReferenceBackend.alpha_dropout_backward(self, *args)
 
-        out = torch.empty_like(grad)
+        out = _memory.fresh(torch.empty_like(grad))
         return self._bernoulli(
             grad, out, rate, seed, step, offset, mask_shape, constants, False, reference
         )
@@ -587,6 +594,7 @@ class CPUBackend(ReferenceBackend):
         dims = _layout_plan(x, out, mask_shape)
         if dims is None or step.dim() != 0:
             return reference()
+        _memory.fresh(out)
         std = _scalar(gaussian_std(rate, compute_dtype(x.dtype)), x.dtype)
         zero = std.dtype.type(0.0)
 
@@ -627,3 +635,182 @@ class CPUBackend(ReferenceBackend):
             return normals.reshape(tuple(mask_shape))
 
         return self._guarded(fast, lambda: ReferenceBackend.normal(seed, step, offset, mask_shape))
+
+    # -- fused ops: residual + dropout(act(x + bias)) and its backward ----------------------------
+    # One pass each (see _fused_kernels): bias and residual of x's trailing shape are read
+    # periodically, never expanded; anything else (another layout, a bias broadcast inside x's
+    # shape, a 1-D step) runs on the reference.
+
+    def bias_act_dropout_add(
+        self,
+        x: Tensor,
+        bias: Tensor | None,
+        residual: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> Tensor:
+        def slow() -> Tensor:
+            args = (x, bias, residual, rate, seed, step, offset, activation)
+            return ReferenceBackend.bias_act_dropout_add(self, *args)
+
+        if step.dim() != 0 or x.numel() == 0 or not x.is_contiguous():
+            return slow()
+        cd = compute_dtype(x.dtype)
+        bias_tile = _periodic_tile(bias, x, cd)
+        residual_source = _residual_source(residual, x, cd)
+        if bias_tile is None or residual_source is None:
+            return slow()
+        threshold, scale = _fused_constants(rate, x.dtype)
+        out = _memory.fresh(torch.empty_like(x))
+        source, target, n = _flat_array(x), _flat_array(out), x.numel()
+        args = (
+            _philox_key(seed, step), threshold, scale, ACTIVATIONS.index(activation),
+            _vector_end(n, x.dtype),
+        )  # fmt: skip
+
+        def fast() -> Tensor:
+            self._parallel(
+                n,
+                lambda: _fused_kernels.forward_span(
+                    source, bias_tile, residual_source, target, 0, n, offset, *args
+                ),
+                lambda parts: _fused_kernels.forward(
+                    source, bias_tile, residual_source, target, offset, *args, parts
+                ),
+            )
+            return out
+
+        return self._guarded(fast, slow)
+
+    def bias_act_dropout_backward(
+        self,
+        grad: Tensor,
+        x: Tensor | None,
+        bias: Tensor | None,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        activation: str,
+    ) -> tuple[Tensor, Tensor]:
+        """The bias gradient is summed in :data:`._fused_kernels.BIAS_ROW_GROUPS` fixed groups of
+        rows, then the groups in order: independent of the thread count, but not PyTorch's
+        ``sum`` order (see ``docs/cpu.md`` for the bound)."""
+
+        def slow() -> tuple[Tensor, Tensor]:
+            args = (grad, x, bias, rate, seed, step, offset, activation)
+            return ReferenceBackend.bias_act_dropout_backward(self, *args)
+
+        if step.dim() != 0 or grad.numel() == 0:
+            return slow()
+        # An expanded or permuted incoming gradient (``y.sum().backward()`` gives a stride-0
+        # one) is copied once: the bias gradient then has the same bits whatever its layout
+        # (eager and torch.compile hand over different layouts).
+        grad = grad.contiguous()
+        needs_input = activation != "identity"
+        if needs_input and (
+            x is None or not x.is_contiguous() or x.shape != grad.shape or x.dtype != grad.dtype
+        ):
+            return slow()
+        cd = compute_dtype(grad.dtype)
+        bias_tile = _periodic_tile(bias, grad, cd)
+        if bias_tile is None:
+            return slow()
+        threshold, scale = _fused_constants(rate, grad.dtype)
+        n = grad.numel()
+        rows = -(-n // bias_tile.size)
+        accumulate = bias is not None
+        groups = min(_fused_kernels.BIAS_ROW_GROUPS, rows)
+        partial_sums = np.full((groups, bias_tile.size if accumulate else 1), -0.0, bias_tile.dtype)
+        grad_x = _memory.fresh(torch.empty_like(grad))
+        source = _flat_array(grad)
+        inputs = _flat_array(x) if needs_input and x is not None else source  # unread for identity
+        target = _flat_array(grad_x)
+        key = _philox_key(seed, step)
+        args = (
+            offset, key, threshold, scale, ACTIVATIONS.index(activation), accumulate,
+            _vector_end(n, grad.dtype),
+        )  # fmt: skip
+
+        def fast() -> tuple[Tensor, Tensor]:
+            call = (source, inputs, bias_tile, target, partial_sums, *args)
+            self._parallel(
+                n,
+                lambda: _fused_kernels.backward_serial(*call),
+                lambda parts: _fused_kernels.backward(*call),
+            )
+            if bias is None:
+                return grad_x, torch.empty(0, dtype=cd)
+            period = bias.numel()
+            grad_bias = np.empty(period, bias_tile.dtype)
+            _fused_kernels.sum_groups(partial_sums, period, grad_bias)
+            return grad_x, torch.from_numpy(grad_bias).reshape(bias.shape)
+
+        return self._guarded(fast, slow)
+
+
+#: A periodic operand (bias, or a residual of ``x``'s trailing shape) is tiled to at least this
+#: many elements, so the fused kernels' inner loops run over long contiguous segments.
+MIN_TILE = 4096
+
+
+def _trailing_period(operand: Tensor, x: Tensor) -> int | None:
+    """``operand.numel()`` if it broadcasts to ``x`` as ``x``'s trailing dims (leading 1s
+    allowed), i.e. element ``i`` of flat ``x`` meets element ``i % numel`` of it; else None."""
+    shape = list(operand.shape)
+    while shape and shape[0] == 1:
+        shape.pop(0)
+    if len(shape) > x.dim() or shape != list(x.shape[x.dim() - len(shape) :]):
+        return None
+    return math.prod(shape)
+
+
+def _tile(values: Tensor) -> np.ndarray:
+    """Flat ``values`` repeated to at least :data:`MIN_TILE` elements (a whole number of times)."""
+    flat = values.reshape(-1)
+    return flat.repeat(max(1, -(-MIN_TILE // flat.numel()))).numpy()
+
+
+def _periodic_tile(operand: Tensor | None, x: Tensor, cd: torch.dtype) -> np.ndarray | None:
+    """The operand in compute precision, tiled; a tile of ``-0.0`` (``h + (-0.0) = h`` exactly,
+    for every ``h``) for a missing one; None if it is not periodic over ``x``."""
+    if operand is None:
+        return _tile(torch.full((1,), -0.0, dtype=cd))
+    if operand.device.type != "cpu" or _trailing_period(operand, x) is None:
+        return None
+    return _tile(operand.detach().to(cd))
+
+
+def _residual_source(residual: Tensor | None, x: Tensor, cd: torch.dtype) -> np.ndarray | None:
+    """A full-size residual of ``x``'s dtype as is (read once, in its storage type); otherwise as
+    :func:`_periodic_tile` (a full-size residual of another dtype is converted once)."""
+    if (
+        residual is not None
+        and residual.shape == x.shape
+        and residual.dtype == x.dtype
+        and residual.is_contiguous()
+        and residual.device.type == "cpu"
+    ):
+        return _flat_array(residual.detach())
+    return _periodic_tile(residual, x, cd)
+
+
+def _vector_end(numel: int, dtype: torch.dtype) -> int:
+    """Where PyTorch's float32 activation kernels switch to their scalar code for the last
+    ``numel % (2 * vector width)`` elements (the layout of a one-thread call); float64 has no
+    bit-equal path to follow."""
+    if compute_dtype(dtype) == torch.float64:
+        return numel
+    lanes = 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+    return numel - numel % (2 * lanes)
+
+
+def _fused_constants(rate: Tensor, dtype: torch.dtype) -> tuple[np.uint32, Any]:
+    """``(threshold, scale)`` of the fused kernels; a uint32 threshold so that p = 1
+    (t = 65536) drops everything."""
+    threshold = int(rng.threshold_tensor(rate))
+    scale = dropout_scale(torch.tensor(threshold), compute_dtype(dtype))
+    return np.uint32(threshold), _scalar(scale, dtype)

@@ -185,10 +185,17 @@ def contiguous_kernel(
 ):
     """Full mask over a tensor stored in logical order (contiguous): the mask index of element
     ``L`` is ``offset + L``. Tiles are aligned to Philox blocks in mask space: tile ``pid``
-    covers mask indices ``offset - head + pid * BLOCK + k`` (``head = offset % per_block``)."""
+    covers mask indices ``offset - head + pid * BLOCK + k`` (``head = offset % per_block``).
+
+    Grid axis 1 is the group of a 1-D step (MC sampling): group ``g`` is the ``n`` elements
+    from ``g * n``, drawn with ``step[g]`` exactly as a separate launch on it would draw them
+    (a 0-d step has one group)."""
     pid = tl.program_id(0).to(tl.int64)
+    group = tl.program_id(1).to(tl.int64)
+    x_ptr += group * n
+    out_ptr += group * n
     seed = tl.load(seed_ptr)
-    step_lo, step_hi = _step_words(step_ptr)
+    step_lo, step_hi = _step_words(step_ptr + group)
     index = pid * BLOCK + tl.arange(0, BLOCK) - head
     valid = (index >= 0) & (index < n)
     t = _threshold(rate_ptr)
@@ -206,6 +213,33 @@ def contiguous_kernel(
         c0, c1, c2 = _op_constants(t, c0_ptr, c1_ptr, c2_ptr, OP)
         y = _apply(x, draws, c0, c1, c2, OP)
         tl.store(out_ptr + index, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
+
+
+@triton.jit
+def _gather_apply_store(
+    x_ptr, out_ptr, source_ptr, x_off, out_off, mask_off, valid, offset,
+    seed_ptr, step_ptr, rate_ptr, c0_ptr, c1_ptr, c2_ptr,
+    OP: tl.constexpr, FROM_SOURCE: tl.constexpr, EXACT_BF16: tl.constexpr,
+):  # fmt: skip
+    """The op at explicit x/out offsets and mask indices: the draw comes from a pre-drawn
+    source (``FROM_SOURCE``: uint8 keep mask or float32 noise at the mask index) or from one
+    Philox call per element."""
+    t = _threshold(rate_ptr)
+    if FROM_SOURCE:
+        source = tl.load(source_ptr + mask_off, mask=valid)
+        draws = source if OP == OP_GAUSS else source != 0
+    else:
+        seed = tl.load(seed_ptr)
+        step_lo, step_hi = _step_words(step_ptr)
+        if OP == OP_GAUSS:
+            draws = _element_normal(seed, step_lo, step_hi, mask_off + offset)
+        else:
+            half = _element_half(seed, step_lo, step_hi, mask_off + offset)
+            draws = half >= t
+    x = tl.load(x_ptr + x_off, mask=valid).to(tl.float32)
+    c0, c1, c2 = _op_constants(t, c0_ptr, c1_ptr, c2_ptr, OP)
+    y = _apply(x, draws, c0, c1, c2, OP)
+    tl.store(out_ptr + out_off, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
 
 
 @triton.jit
@@ -277,22 +311,55 @@ def strided_kernel(
         rem, x_off, out_off, mask_off = _take_dim(
             rem, size5, xs5, os5, ms5, x_off, out_off, mask_off
         )
-    t = _threshold(rate_ptr)
-    if FROM_SOURCE:
-        source = tl.load(source_ptr + mask_off, mask=valid)
-        draws = source if OP == OP_GAUSS else source != 0
-    else:
-        seed = tl.load(seed_ptr)
-        step_lo, step_hi = _step_words(step_ptr)
-        if OP == OP_GAUSS:
-            draws = _element_normal(seed, step_lo, step_hi, mask_off + offset)
-        else:
-            half = _element_half(seed, step_lo, step_hi, mask_off + offset)
-            draws = half >= t
-    x = tl.load(x_ptr + x_off, mask=valid).to(tl.float32)
-    c0, c1, c2 = _op_constants(t, c0_ptr, c1_ptr, c2_ptr, OP)
-    y = _apply(x, draws, c0, c1, c2, OP)
-    tl.store(out_ptr + out_off, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
+    _gather_apply_store(
+        x_ptr, out_ptr, source_ptr, x_off, out_off, mask_off, valid, offset,
+        seed_ptr, step_ptr, rate_ptr, c0_ptr, c1_ptr, c2_ptr, OP, FROM_SOURCE, EXACT_BF16,
+    )  # fmt: skip
+
+
+_ROWS_RUNTIME_INTS = [
+    "row_len", "chunks", "offset", "x_row_stride", "out_row_stride", "mask_row_stride",
+    "mask_col_stride",
+]  # fmt: skip
+
+
+@triton.jit(do_not_specialize=_ROWS_RUNTIME_INTS)
+def rows_kernel(
+    x_ptr,
+    out_ptr,
+    source_ptr,
+    row_len,
+    chunks,
+    offset,
+    x_row_stride,
+    out_row_stride,
+    mask_row_stride,
+    mask_col_stride,
+    seed_ptr,
+    step_ptr,
+    rate_ptr,
+    c0_ptr,
+    c1_ptr,
+    c2_ptr,
+    OP: tl.constexpr,
+    FROM_SOURCE: tl.constexpr,
+    EXACT_BF16: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """Two merged dims whose inner one is unit-stride in x and out: rows of ``row_len``
+    elements, ``chunks`` programs per row. The row comes from the program id (one scalar
+    division per program), so no element pays the 64-bit division of :func:`strided_kernel`.
+    Spatial dropout (a row of ``H * W`` shares one mask element: ``mask_col_stride`` 0) and
+    locked dropout over dim 0 (``mask_row_stride`` 0) take this path."""
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // chunks
+    col = (pid - row * chunks) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    valid = col < row_len
+    _gather_apply_store(
+        x_ptr, out_ptr, source_ptr, row * x_row_stride + col, row * out_row_stride + col,
+        row * mask_row_stride + col * mask_col_stride, valid, offset,
+        seed_ptr, step_ptr, rate_ptr, c0_ptr, c1_ptr, c2_ptr, OP, FROM_SOURCE, EXACT_BF16,
+    )  # fmt: skip
 
 
 @triton.jit(

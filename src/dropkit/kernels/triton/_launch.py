@@ -17,6 +17,9 @@ Layouts (no hidden ``.contiguous()`` copy for the elementwise family):
 * dense layouts whose memory-innermost dimension is not the mask's (channels_last, a transposed
   ``(N, L, C)``) with lines of a multiple of 8 mask elements: :func:`~._kernels.transposed_kernel`
   draws tiles in mask order, 8 per Philox call, and transposes them in registers;
+* two merged dims whose inner one is unit-stride (spatial dropout of NCHW, locked dropout over
+  dim 0, row slices ``x[:, :k]``) with rows of at least :data:`ROWS_MIN_LEN`:
+  :func:`~._kernels.rows_kernel`, the row taken from the program id;
 * any other strides (slices, expanded gradients, odd channels_last sizes): the output
   (``empty_like``) is walked in its memory order by :func:`~._kernels.strided_kernel`, after
   merging the dimensions that stay linear in input, output and mask; a full mask is drawn per
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -41,7 +44,7 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.kernels import reference
 from dropkit.kernels._layout import merged_dims
-from dropkit.kernels.reference import ReferenceBackend
+from dropkit.kernels.reference import ReferenceBackend, step_groups
 from dropkit.kernels.triton import _kernels as K
 
 __all__ = ["TritonBackend"]
@@ -60,6 +63,11 @@ TRANSPOSED_TILE = (64, 64)
 STRIDED_TILE = 1024
 #: Dimensions the strided kernel walks after merging; more falls back to the reference.
 MAX_DIMS = 6
+#: Shortest row the rows kernel takes (shorter rows waste most lanes of a program).
+ROWS_MIN_LEN = 128
+#: Elements per program of the rows kernel: the short tile for rows shorter than the long one.
+#: Two sizes only: each is a compiled variant per op and dtype (compiles cost device time).
+ROWS_TILES = (256, 2048)
 # No FMA contraction: x * a + b and 1 + std * n round like the reference's separate ops.
 _LAUNCH: dict[str, Any] = {"enable_fp_fusion": False}
 
@@ -145,14 +153,21 @@ def _launch_contiguous(
     rate: Tensor,
     constants: Sequence[Tensor],
     op: int,
+    groups: int = 1,
 ) -> None:
+    """``groups`` equal consecutive parts of ``n`` elements each, part ``g`` drawn with
+    ``step[g]`` (``groups`` 1 for a 0-d step)."""
     per_block = rng.WORDS_PER_BLOCK if op in (OP_GAUSS, OP_NOISE) else rng.BERNOULLI_PER_BLOCK
     head = offset % per_block
-    grid = (triton.cdiv(n + head, TILE),)
-    K.contiguous_kernel[grid](
-        x, out, n, head, offset // per_block, seed, step, rate, *constants,
-        OP=op, BLOCK=TILE, num_warps=8, **_launch_options(),
-    )  # fmt: skip
+    tiles = triton.cdiv(n + head, TILE)
+    flat_x, flat_out = x.view(-1), out.view(-1)
+    for first in range(0, groups, MAX_GRID_Y):  # CUDA's limit on grid axis 1
+        count = min(MAX_GRID_Y, groups - first)
+        K.contiguous_kernel[(tiles, count)](
+            flat_x[first * n :], flat_out[first * n :], n, head, offset // per_block,
+            seed, step[first:] if groups > 1 else step, rate, *constants,
+            OP=op, BLOCK=TILE, num_warps=8, **_launch_options(),
+        )  # fmt: skip
 
 
 class TritonBackend:
@@ -161,6 +176,11 @@ class TritonBackend:
     :class:`~dropkit.kernels.reference.ReferenceBackend` (Gaussian noise within a few ulps)."""
 
     name = "triton"
+    #: Ops that take a 1-D step (MC sampling's dim-0 groups) themselves: one launch for a
+    #: contiguous input, group by group otherwise.
+    grouped_step_ops = frozenset(
+        {"dropout", "dropout_out", "alpha_dropout", "alpha_dropout_backward", "gaussian_dropout"}
+    )
 
     def __init__(self) -> None:
         self._reference = ReferenceBackend()
@@ -190,19 +210,29 @@ class TritonBackend:
         mask_shape: Sequence[int],
         rate: Tensor,
         constants: Sequence[Tensor],
-    ) -> Tensor | None:
-        """Run ``op``; None if the layout has more than :data:`MAX_DIMS` unmergeable dims."""
-        out = torch.empty_like(x)
+        out: Tensor,
+        groups: int = 1,
+    ) -> bool:
+        """Run ``op`` into ``out`` (may be ``x``); False (nothing written) if the layout has more
+        than :data:`MAX_DIMS` unmergeable dims, or ``groups`` > 1 (a 1-D step over dim-0
+        groups, ``mask_shape`` one group's) on a layout that is not one linear run."""
         n = x.numel()
         if n == 0:
-            return out
+            return True
         constants = [*constants, *[constants[0]] * (3 - len(constants))]
+        if groups > 1:
+            if list(mask_shape) != [x.shape[0] // groups, *x.shape[1:]]:
+                return False
+            if not _is_linear(merged_dims(x, out, x.shape)):
+                return False
+            _launch_contiguous(x, out, n // groups, offset, seed, step, rate, constants, op, groups)
+            return True
         dims = merged_dims(x, out, mask_shape)
         if _is_linear(dims):
             _launch_contiguous(x, out, n, offset, seed, step, rate, constants, op)
-            return out
+            return True
         if len(dims) > MAX_DIMS:
-            return None
+            return False
         mask_numel = math.prod(mask_shape)
         from_source = mask_numel < n
         plan = None if from_source or op == OP_GAUSS else transposed_plan(dims, offset)
@@ -215,7 +245,7 @@ class TritonBackend:
                 offset // rng.BERNOULLI_PER_BLOCK, seed, step, rate, *constants,
                 OP=op, BLOCK_A=block_a, BLOCK_B=block_b, num_warps=8, **_launch_options(),
             )  # fmt: skip
-            return out
+            return True
         source = out
         if from_source:
             gaussian = op == OP_GAUSS
@@ -226,6 +256,17 @@ class TritonBackend:
             _launch_contiguous(
                 source, source, mask_numel, offset, seed, step, rate, constants, fill_op
             )
+        if len(dims) == 2 and dims[1][1:3] == (1, 1) and dims[1][0] >= ROWS_MIN_LEN:
+            (rows, x_row, out_row, mask_row), (row_len, _, _, mask_col) = dims
+            block = ROWS_TILES[0] if row_len < ROWS_TILES[1] else ROWS_TILES[1]
+            chunks = triton.cdiv(row_len, block)
+            K.rows_kernel[(rows * chunks,)](
+                x, out, source, row_len, chunks, offset, x_row, out_row, mask_row, mask_col,
+                seed, step, rate, *constants,
+                OP=op, FROM_SOURCE=from_source, BLOCK=block, num_warps=8 if block > 256 else 2,
+                **_launch_options(),
+            )  # fmt: skip
+            return True
         inner_first = list(reversed(dims)) + [(1, 0, 0, 0)] * (MAX_DIMS - len(dims))
         sizes, x_strides, out_strides, mask_strides = (
             list(column) for column in zip(*inner_first, strict=True)
@@ -237,6 +278,40 @@ class TritonBackend:
             OP=op, FROM_SOURCE=from_source, NDIM=len(dims), BLOCK=STRIDED_TILE, num_warps=4,
             **_launch_options(),
         )  # fmt: skip
+        return True
+
+    def _run(
+        self,
+        x: Tensor,
+        op: int,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        rate: Tensor,
+        constants: Sequence[Tensor],
+        fallback: Callable[[Tensor, Tensor], Tensor],
+        out: Tensor | None = None,
+    ) -> Tensor:
+        """``op`` into ``out`` (a new tensor like ``x`` if None). A 1-D ``step`` (dim-0 groups,
+        ``mask_shape`` one group's): one launch for a contiguous layout, else group by group.
+        ``fallback(part, part_step)`` (the reference) where a layout has too many dims."""
+        if out is None:
+            out = torch.empty_like(x)
+        groups = step.numel() if step.dim() == 1 else 1
+        args = (seed, step, offset, mask_shape, rate, constants, out, groups)
+        if groups > 1 and self._elementwise(x, op, *args):
+            return out
+        parts = (
+            zip(step_groups(x, step), step.unbind(), step_groups(out, step), strict=True)
+            if step.dim() == 1
+            else [(x, step, out)]
+        )
+        for part, part_step, target in parts:
+            if not self._elementwise(
+                part, op, seed, part_step, offset, mask_shape, rate, constants, target
+            ):
+                target.copy_(fallback(part, part_step))
         return out
 
     def dropout(
@@ -249,12 +324,27 @@ class TritonBackend:
         mask_shape: Sequence[int],
         scale: bool,
     ) -> Tensor:
+        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, None)
+
+    def dropout_out(
+        self,
+        x: Tensor,
+        rate: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        scale: bool,
+        out: Tensor | None,
+    ) -> Tensor:
+        """:meth:`dropout` written into ``out`` (``x`` itself for in-place; None: a new tensor)."""
         tables = self.tables(x.device)
         factor = tables.scale if scale else tables.ones
-        out = self._elementwise(x, OP_SCALE, seed, step, offset, mask_shape, rate, [factor])
-        if out is None:
-            return self._reference.dropout(x, rate, seed, step, offset, mask_shape, scale)
-        return out
+
+        def fallback(part: Tensor, part_step: Tensor) -> Tensor:
+            return self._reference.dropout(part, rate, seed, part_step, offset, mask_shape, scale)
+
+        return self._run(x, OP_SCALE, seed, step, offset, mask_shape, rate, [factor], fallback, out)
 
     def alpha_dropout(
         self,
@@ -265,11 +355,11 @@ class TritonBackend:
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
+        def fallback(part: Tensor, part_step: Tensor) -> Tensor:
+            return self._reference.alpha_dropout(part, rate, seed, part_step, offset, mask_shape)
+
         constants = self.tables(x.device).alpha
-        out = self._elementwise(x, OP_ALPHA, seed, step, offset, mask_shape, rate, constants)
-        if out is None:
-            return self._reference.alpha_dropout(x, rate, seed, step, offset, mask_shape)
-        return out
+        return self._run(x, OP_ALPHA, seed, step, offset, mask_shape, rate, constants, fallback)
 
     def alpha_dropout_backward(
         self,
@@ -280,13 +370,13 @@ class TritonBackend:
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
-        a = self.tables(grad.device).alpha[0]
-        out = self._elementwise(grad, OP_SCALE, seed, step, offset, mask_shape, rate, [a])
-        if out is None:
+        def fallback(part: Tensor, part_step: Tensor) -> Tensor:
             return self._reference.alpha_dropout_backward(
-                grad, rate, seed, step, offset, mask_shape
+                part, rate, seed, part_step, offset, mask_shape
             )
-        return out
+
+        a = self.tables(grad.device).alpha[0]
+        return self._run(grad, OP_SCALE, seed, step, offset, mask_shape, rate, [a], fallback)
 
     def gaussian_dropout(
         self,
@@ -297,11 +387,11 @@ class TritonBackend:
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
+        def fallback(part: Tensor, part_step: Tensor) -> Tensor:
+            return self._reference.gaussian_dropout(part, rate, seed, part_step, offset, mask_shape)
+
         std = reference.gaussian_std(rate, torch.float32)
-        out = self._elementwise(x, OP_GAUSS, seed, step, offset, mask_shape, rate, [std])
-        if out is None:
-            return self._reference.gaussian_dropout(x, rate, seed, step, offset, mask_shape)
-        return out
+        return self._run(x, OP_GAUSS, seed, step, offset, mask_shape, rate, [std], fallback)
 
     # -- fused ops ----------------------------------------------------------------------------
 
