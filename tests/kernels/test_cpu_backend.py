@@ -327,3 +327,20 @@ def test_openmp_and_numba_launches_bit_equal(launch, threads, monkeypatch):
     finally:
         torch.set_num_threads(previous)
     assert calls["count"] == (4 * len(DTYPES) if launch == "openmp" else -1)
+
+
+def test_python_threshold_equals_the_tensor_threshold() -> None:
+    from dropkit.kernels.cpu import backend as cpu_backend
+
+    ties = (torch.arange(0, 65536, 97, dtype=torch.float64) + 0.5) / 65536  # exact halves
+    gen = torch.Generator().manual_seed(4)
+    rates = torch.cat(
+        [
+            ties,
+            torch.rand(4000, generator=gen, dtype=torch.float64),
+            torch.tensor([0.0, 1.0, 2.0**-17, 1 - 2.0**-25, 0.1, 0.5], dtype=torch.float64),
+        ]
+    )
+    for dtype in (torch.float32, torch.float64):
+        for rate in rates.to(dtype):
+            assert cpu_backend._threshold(rate) == int(rng.threshold_tensor(rate)), float(rate)

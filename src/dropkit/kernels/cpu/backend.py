@@ -26,6 +26,7 @@ If a kernel fails to compile, the backend warns once and runs the reference from
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -77,8 +78,8 @@ _STORAGE = {
     torch.float16: np.int16,
 }
 _Result = TypeVar("_Result")
-# (threshold tensor, compute dtype) -> (a, b, dropped) for out = keep ? x * a (+ b) : dropped
-_Constants = Callable[[Tensor, torch.dtype], tuple[Any, Any, Any]]
+# (int threshold, compute dtype) -> (a, b, dropped) for out = keep ? x * a (+ b) : dropped
+_Constants = Callable[[int, torch.dtype], tuple[Any, Any, Any]]
 # (x, step, out) -> the reference's result for one 0-d step (``out`` or a new tensor)
 _Reference = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -226,6 +227,26 @@ def _philox_keys(seed: Tensor, steps: Tensor) -> np.ndarray:
     return keys
 
 
+def _threshold(rate: Tensor) -> int:
+    """``round(float32(rate) * 65536)`` as :func:`dropkit.rng.threshold_tensor` computes it, in
+    Python: the float32 value times 2**16 is exact in float64 and ``round`` ties to even like
+    ``torch.round``. (Small calls: the tensor ops cost several µs.)"""
+    return round(float(np.float32(rate.item())) * rng.THRESHOLD_ONE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dropout_scale(threshold: int, dtype: torch.dtype) -> float:
+    """:func:`~dropkit.kernels.reference.dropout_scale` of an int threshold, memoised."""
+    return float(dropout_scale(torch.tensor(threshold), dtype))
+
+
+@functools.lru_cache(maxsize=4096)
+def _alpha_constants(threshold: int, dtype: torch.dtype) -> tuple[float, float, float]:
+    """:func:`~dropkit.kernels.reference.alpha_constants` of an int threshold, memoised."""
+    a, b, dropped = alpha_constants(torch.tensor(threshold), dtype)
+    return float(a), float(b), float(dropped)
+
+
 def _scalar(value: Tensor | float, dtype: torch.dtype) -> Any:
     """A compute-precision numpy scalar (float64 for float64 storage, else float32)."""
     numpy_type = np.float64 if compute_dtype(dtype) == torch.float64 else np.float32
@@ -301,9 +322,7 @@ class CPUBackend(ReferenceBackend):
         step: Tensor,
         offset: int,
         mask_shape: Sequence[int],
-        constants: Callable[
-            [Tensor, torch.dtype], tuple[Tensor | float, Tensor | float, Tensor | float]
-        ],
+        constants: _Constants,
         affine: bool,
         reference: _Reference,
     ) -> Tensor:
@@ -326,12 +345,10 @@ class CPUBackend(ReferenceBackend):
                     target.copy_(result)
             return out
 
-        threshold = int(rng.threshold_tensor(rate))
+        threshold = _threshold(rate)
         if threshold >= rng.THRESHOLD_ONE:
             return slow()
-        a, b, dropped = (
-            _scalar(c, x.dtype) for c in constants(torch.tensor(threshold), compute_dtype(x.dtype))
-        )
+        a, b, dropped = (_scalar(c, x.dtype) for c in constants(threshold, compute_dtype(x.dtype)))
         if not self._fused(x, out, mask_shape, groups):
             plans = self._layout_plans(x, out, step, mask_shape)
             if plans is None:
@@ -479,7 +496,7 @@ class CPUBackend(ReferenceBackend):
         self, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
     ) -> Tensor:
         """The boolean keep mask of ``mask_shape`` (used where the fused pass does not apply)."""
-        threshold = int(rng.threshold_tensor(rate))
+        threshold = _threshold(rate)
         mask = _memory.fresh(torch.empty(tuple(mask_shape), dtype=torch.bool))
         if threshold >= rng.THRESHOLD_ONE or mask.numel() == 0:
             return mask.fill_(False)
@@ -522,8 +539,8 @@ class CPUBackend(ReferenceBackend):
         scale: bool,
         out: Tensor,
     ) -> Tensor:
-        def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
-            return (dropout_scale(threshold, dtype) if scale else 1.0, 0.0, 0.0)
+        def constants(threshold: int, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+            return (_dropout_scale(threshold, dtype) if scale else 1.0, 0.0, 0.0)
 
         def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
             args = (x, rate, seed, step, offset, mask_shape, scale, out)
@@ -547,7 +564,7 @@ class CPUBackend(ReferenceBackend):
 
         out = _memory.fresh(torch.empty_like(x))
         return self._bernoulli(
-            x, out, rate, seed, step, offset, mask_shape, alpha_constants, True, reference
+            x, out, rate, seed, step, offset, mask_shape, _alpha_constants, True, reference
         )
 
     def alpha_dropout_backward(
@@ -559,8 +576,8 @@ class CPUBackend(ReferenceBackend):
         offset: int,
         mask_shape: Sequence[int],
     ) -> Tensor:
-        def constants(threshold: Tensor, dtype: torch.dtype) -> tuple[Any, Any, Any]:
-            return (alpha_constants(threshold, dtype)[0], 0.0, 0.0)
+        def constants(threshold: int, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+            return (_alpha_constants(threshold, dtype)[0], 0.0, 0.0)
 
         def reference(grad: Tensor, step: Tensor, out: Tensor) -> Tensor:
             args = (grad, rate, seed, step, offset, mask_shape)
@@ -811,6 +828,5 @@ def _vector_end(numel: int, dtype: torch.dtype) -> int:
 def _fused_constants(rate: Tensor, dtype: torch.dtype) -> tuple[np.uint32, Any]:
     """``(threshold, scale)`` of the fused kernels; a uint32 threshold so that p = 1
     (t = 65536) drops everything."""
-    threshold = int(rng.threshold_tensor(rate))
-    scale = dropout_scale(torch.tensor(threshold), compute_dtype(dtype))
-    return np.uint32(threshold), _scalar(scale, dtype)
+    threshold = _threshold(rate)
+    return np.uint32(threshold), _scalar(_dropout_scale(threshold, compute_dtype(dtype)), dtype)
