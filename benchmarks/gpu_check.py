@@ -176,6 +176,10 @@ def _parity_inputs(device: torch.device, dtype: torch.dtype, gen: torch.Generato
         )
     )
     out.append(("strided", torch.randn(64, 130, generator=gen)[:, 1::2]))
+    # The rows kernel: rows of >= 128 unit-stride elements (spatial over H*W, locked over
+    # dim 0 of a (T, B, H) input, a full mask on a row slice).
+    out.append(("rows", torch.randn((2, 3, 12, 12) if smoke else (4, 6, 16, 24), generator=gen)))
+    out.append(("row_slice", torch.randn(24, 300, generator=gen)[:, 17:250]))
     return [(label, t.to(device=device, dtype=dtype)) for label, t in out]
 
 
@@ -219,6 +223,7 @@ def run_parity(device: torch.device, clock: Clock, *, smoke: bool = False) -> li
                     except Exception as error:  # report, keep going
                         results.append(ParityResult(name, False, f"raised {error!r}"))
     results.extend(_fused_parity(device, gen, mask_seed, clock, smoke))
+    results.extend(_grouped_parity(device, mask_seed))
     if device.type == "cuda" and not smoke:
         results.extend(_special_parity(device, gen, mask_seed))
     return results
@@ -275,6 +280,59 @@ def _fused_parity(device, gen, seed, clock, smoke) -> list[ParityResult]:
                     results.append(result)
                 except Exception as error:
                     results.append(ParityResult(name, False, f"raised {error!r}"))
+    return results
+
+
+def _grouped_parity(device, seed) -> list[ParityResult]:
+    """A 1-D step (MC sampling's dim-0 groups) in one launch, ``dropout_out`` in place, and
+    ``dropkit.uncertainty.sample`` on the Triton backend against the reference."""
+    from dropkit.kernels import _ops
+
+    results = []
+    rate = torch.tensor(0.3, device=device)
+    seed_t = torch.tensor(seed, device=device)
+    steps = torch.tensor([3, 2**40 + 1, 7, 0, 11], device=device)
+    for dtype_name, dtype in DTYPES.items():
+        x = torch.randn(5 * 6, 70, device=device, dtype=dtype)
+        name = f"grouped step/{dtype_name}"
+        try:
+            got = {}
+            for backend in ("reference", "triton"):
+                with kernels.use_backend(backend):
+                    if backend == "reference":  # the reference loops: one call per group
+                        got[backend] = torch.cat([
+                            _ops.dropout(part, rate, seed_t, step, 4, [6, 70], True)
+                            for part, step in zip(x.split(6), steps, strict=True)
+                        ])  # fmt: skip
+                    else:
+                        got[backend] = _ops.dropout(x, rate, seed_t, steps, 4, [6, 70], True)
+            results.append(ParityResult(name, torch.equal(got["reference"], got["triton"])))
+            inplace = x.clone()
+            with kernels.use_backend("triton"):
+                _ops.dropout_out(inplace, rate, seed_t, steps, 4, [6, 70], True, inplace)
+            results.append(
+                ParityResult(
+                    f"dropout_out in place/{dtype_name}", torch.equal(inplace, got["triton"])
+                )
+            )
+        except Exception as error:
+            results.append(ParityResult(name, False, f"raised {error!r}"))
+    try:
+        from dropkit.uncertainty import sample
+
+        net = torch.nn.Sequential(
+            torch.nn.Linear(16, 64), dropkit.nn.Dropout(0.2, seed=1), torch.nn.ReLU(),
+            torch.nn.Linear(64, 3),
+        ).to(device)  # fmt: skip
+        inputs = torch.randn(40, 16, device=device)
+        draws = {}
+        for backend in ("reference", "triton"):
+            with kernels.use_backend(backend):
+                draws[backend] = sample(net, inputs, samples=12, seed=5, batch_budget=1 << 20)
+        torch.testing.assert_close(draws["triton"], draws["reference"], rtol=1e-5, atol=1e-5)
+        results.append(ParityResult("uncertainty.sample on triton", True))
+    except Exception as error:
+        results.append(ParityResult("uncertainty.sample on triton", False, f"{error!r}"[:200]))
     return results
 
 
