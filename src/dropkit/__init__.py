@@ -7,6 +7,7 @@ is stored for backward, and masks are bit-identical on every device and for any 
 from typing import Any
 
 from dropkit import functional, kernels, nn, rng, schedules, surgery, uncertainty
+from dropkit._checkpoint import checkpoint, checkpoint_context
 from dropkit.rng import p_eff
 from dropkit.surgery import audit, summary
 from dropkit.uncertainty import mc_mode
@@ -16,6 +17,8 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "audit",
+    "checkpoint",
+    "checkpoint_context",
     "functional",
     "integrations",
     "kernels",

@@ -64,6 +64,22 @@ def _grouped(
     return out
 
 
+@torch.library.custom_op("dropkit::snapshot", mutates_args=())
+def snapshot(t: Tensor) -> Tensor:
+    """A copy of ``t`` that torch.compile keeps as a value of its own.
+
+    A module's ``step`` buffer is advanced in place in the same compiled graph that reads it.
+    With a plain ``clone``, AOT autograd drops the copy, saves the buffer itself for backward
+    and writes the increment into it at the end of the forward, so the backward drew the next
+    step's mask (seen: wrong gradients under torch.compile). A custom op is opaque to that
+    rewrite and is never recomputed by the partitioner, so its result is what gets saved.
+    """
+    return t.clone()
+
+
+snapshot.register_fake(_empty_like)
+
+
 def _save_rng(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     _, rate, seed, step, offset, mask_shape, *extra = inputs
     ctx.save_for_backward(rate.detach().clone(), seed.detach().clone(), step.detach().clone())

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit import rng
+from dropkit._checkpoint import claim_step
 from dropkit.functional._checks import check_p
 
 __all__ = ["DropoutModule"]
@@ -68,13 +69,11 @@ class DropoutModule(nn.Module):
             self.step.zero_()
 
     def next_step(self) -> Tensor:
-        """The step for this call (a copy), advancing the counter when training."""
+        """The step for this call (a copy), advancing the counter when training; inside
+        :func:`dropkit.checkpoint`'s recomputation, the step the checkpointed forward used."""
         if not self.training:
             return self.step
-        current = self.step.clone()
-        with torch.no_grad():
-            self.step.add_(1)
-        return current
+        return claim_step(self.step)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Any:
         # Move the rate with the module but never cast it: a float32 rate of 0.1 becomes 0.0999
