@@ -16,11 +16,13 @@ therefore
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
 
 __all__ = ["checkpoint", "checkpoint_context", "claim_step"]
@@ -133,6 +135,18 @@ def checkpoint(
         >>> x = torch.randn(2, 4, requires_grad=True)
         >>> dropkit.checkpoint(block, x).sum().backward()
     """
+    if torch.compiler.is_compiling():
+        # Compiled: the recomputation happens inside the graph, which reads each module's step
+        # through dropkit::snapshot; a selective-checkpoint policy saves those copies (the
+        # only context_fn torch.compile accepts), so the region is recomputed with them.
+        if context_fn is not None:
+            raise ValueError(
+                "dropkit.checkpoint under torch.compile takes no context_fn (torch.compile "
+                "accepts only its own selective-checkpoint contexts, which dropkit uses)"
+            )
+        return torch.utils.checkpoint.checkpoint(
+            function, *args, use_reentrant=False, context_fn=_COMPILED_CONTEXT, **kwargs
+        )
     if use_reentrant:
         raise ValueError(
             "use_reentrant=True is not supported by dropkit.checkpoint (its recomputation "
@@ -151,6 +165,20 @@ def checkpoint(
     return torch.utils.checkpoint.checkpoint(
         function, *args, use_reentrant=False, context_fn=contexts, **kwargs
     )
+
+
+def _save_step_snapshots(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> Any:
+    """Selective-checkpoint policy: keep dropkit's step copies, recompute everything else."""
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    if op is torch.ops.dropkit.snapshot.default:
+        return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_COMPILED_CONTEXT = functools.partial(
+    torch.utils.checkpoint.create_selective_checkpoint_contexts, _save_step_snapshots
+)
 
 
 class _Both(contextlib.AbstractContextManager[None]):
