@@ -25,6 +25,8 @@ import torch
 import torch.utils.checkpoint
 from torch import Tensor
 
+from dropkit.kernels._ops import snapshot
+
 __all__ = ["checkpoint", "checkpoint_context", "claim_step"]
 
 # Steps handed out in the checkpointed forwards now running (one list per nesting level).
@@ -51,8 +53,6 @@ def claim_step(step: Tensor) -> Tensor:
     if torch.compiler.is_compiling():
         # Compiled graphs recompute inside the graph from this value; an opaque copy, so that
         # AOT autograd cannot save the (then advanced) buffer itself: see kernels._ops.snapshot.
-        from dropkit.kernels._ops import snapshot
-
         current = snapshot(step)
         with torch.no_grad():
             step.add_(1)
