@@ -249,129 +249,73 @@ def _dropout_out(
         backend.dropout_out(part, rate, seed, part_step, offset, mask_shape, scale, target)
 
 
-def _gaussian_body(
-    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    return _grouped(
-        "gaussian_dropout",
-        x,
-        step,
-        lambda backend, part, part_step: backend.gaussian_dropout(
-            part, rate, seed, part_step, offset, mask_shape
-        ),
-    )
+def _elementwise_op(name: str, doc: str, backward_name: str) -> tuple[Any, Callable[..., Tensor]]:
+    """``dropkit::<name>`` for the ops with the signature ``(x, rate, seed, step, offset,
+    mask_shape)``: the custom op (body: the backend's ``<name>``, group by group where it takes
+    no 1-D step) with autograd through :func:`<backward_name>`, and the public function that
+    runs it or its eager twin. Both are registered in :data:`_ELEMENTWISE` under ``name`` and
+    looked up there at call time (tests replace an op to check that plain eager calls never
+    reach it)."""
+
+    def body(
+        x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+    ) -> Tensor:
+        return _grouped(
+            name,
+            x,
+            step,
+            lambda backend, part, part_step: getattr(backend, name)(
+                part, rate, seed, part_step, offset, mask_shape
+            ),
+        )
+
+    def op_body(
+        x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+    ) -> Tensor:
+        return body(x, rate, seed, step, offset, mask_shape)
+
+    op_body.__doc__ = doc
+    op = torch.library.custom_op(f"dropkit::{name}", mutates_args=())(op_body)
+    op.register_fake(_empty_like)
+
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        rate, seed, step = ctx.saved_tensors
+        grad_x = _ELEMENTWISE[backward_name][1](grad, rate, seed, step, ctx.offset, ctx.mask_shape)
+        return _no_grad_for_rng(grad_x, ctx.extra)
+
+    op.register_autograd(backward, setup_context=_save_rng)
+    body.__name__ = name
+    twin = _eager_twin(body, backward)
+
+    def public(
+        x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
+    ) -> Tensor:
+        args = (x, rate, seed, step, offset, mask_shape)
+        return _call(_ELEMENTWISE[name][0], twin, body, args)
+
+    public.__name__ = public.__qualname__ = name
+    public.__doc__ = f"{doc} (``dropkit::{name}``, or its eager twin)."
+    _ELEMENTWISE[name] = (op, public)
+    return op, public
 
 
-@torch.library.custom_op("dropkit::gaussian_dropout", mutates_args=())
-def _gaussian_dropout_op(
-    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    """``x * (1 + sqrt(p / (1 - p)) * n)`` with ``n`` standard normal per mask element."""
-    return _gaussian_body(x, rate, seed, step, offset, mask_shape)
+#: name -> (custom op, public function) of the ops made by :func:`_elementwise_op`.
+_ELEMENTWISE: dict[str, tuple[Any, Callable[..., Tensor]]] = {}
 
 
-_gaussian_dropout_op.register_fake(_empty_like)
-
-
-def _gaussian_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    rate, seed, step = ctx.saved_tensors
-    grad_x = gaussian_dropout(grad, rate, seed, step, ctx.offset, ctx.mask_shape)
-    return _no_grad_for_rng(grad_x, ctx.extra)
-
-
-_gaussian_dropout_op.register_autograd(_gaussian_backward, setup_context=_save_rng)
-_GaussianFunction = _eager_twin(_gaussian_body, _gaussian_backward)
-
-
-def gaussian_dropout(
-    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    """``x * (1 + sqrt(p / (1 - p)) * n)``: ``dropkit::gaussian_dropout`` or its eager twin."""
-    args = (x, rate, seed, step, offset, mask_shape)
-    return _call(_gaussian_dropout_op, _GaussianFunction, _gaussian_body, args)
-
-
-def _alpha_backward_body(
-    grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    return _grouped(
-        "alpha_dropout_backward",
-        grad,
-        step,
-        lambda backend, part, part_step: backend.alpha_dropout_backward(
-            part, rate, seed, part_step, offset, mask_shape
-        ),
-    )
-
-
-@torch.library.custom_op("dropkit::alpha_dropout_backward", mutates_args=())
-def _alpha_dropout_backward_op(
-    grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    """``where(keep, a * grad, 0)``: the gradient of alpha dropout."""
-    return _alpha_backward_body(grad, rate, seed, step, offset, mask_shape)
-
-
-_alpha_dropout_backward_op.register_fake(_empty_like)
-
-
-def _alpha_backward_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    # The map grad -> where(keep, a * grad, 0) is linear and self-adjoint.
-    rate, seed, step = ctx.saved_tensors
-    grad_x = alpha_dropout_backward(grad, rate, seed, step, ctx.offset, ctx.mask_shape)
-    return _no_grad_for_rng(grad_x, ctx.extra)
-
-
-_alpha_dropout_backward_op.register_autograd(_alpha_backward_backward, setup_context=_save_rng)
-_AlphaBackwardFunction = _eager_twin(_alpha_backward_body, _alpha_backward_backward)
-
-
-def alpha_dropout_backward(
-    grad: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    """``where(keep, a * grad, 0)``: ``dropkit::alpha_dropout_backward`` or its eager twin."""
-    args = (grad, rate, seed, step, offset, mask_shape)
-    return _call(_alpha_dropout_backward_op, _AlphaBackwardFunction, _alpha_backward_body, args)
-
-
-def _alpha_body(
-    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    return _grouped(
-        "alpha_dropout",
-        x,
-        step,
-        lambda backend, part, part_step: backend.alpha_dropout(
-            part, rate, seed, part_step, offset, mask_shape
-        ),
-    )
-
-
-@torch.library.custom_op("dropkit::alpha_dropout", mutates_args=())
-def _alpha_dropout_op(
-    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    """``where(keep, a * x + b, a * alpha' + b)`` (Klambauer et al. 2017)."""
-    return _alpha_body(x, rate, seed, step, offset, mask_shape)
-
-
-_alpha_dropout_op.register_fake(_empty_like)
-
-
-def _alpha_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    rate, seed, step = ctx.saved_tensors
-    grad_x = alpha_dropout_backward(grad, rate, seed, step, ctx.offset, ctx.mask_shape)
-    return _no_grad_for_rng(grad_x, ctx.extra)
-
-
-_alpha_dropout_op.register_autograd(_alpha_backward, setup_context=_save_rng)
-_AlphaFunction = _eager_twin(_alpha_body, _alpha_backward)
-
-
-def alpha_dropout(
-    x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-) -> Tensor:
-    """``where(keep, a * x + b, a * alpha' + b)``: ``dropkit::alpha_dropout`` or its eager
-    twin."""
-    args = (x, rate, seed, step, offset, mask_shape)
-    return _call(_alpha_dropout_op, _AlphaFunction, _alpha_body, args)
+_gaussian_dropout_op, gaussian_dropout = _elementwise_op(
+    "gaussian_dropout",
+    "``x * (1 + sqrt(p / (1 - p)) * n)`` with ``n`` standard normal per mask element",
+    "gaussian_dropout",
+)
+# The map grad -> where(keep, a * grad, 0) is linear and self-adjoint: its own backward.
+_alpha_dropout_backward_op, alpha_dropout_backward = _elementwise_op(
+    "alpha_dropout_backward",
+    "``where(keep, a * grad, 0)``: the gradient of alpha dropout",
+    "alpha_dropout_backward",
+)
+_alpha_dropout_op, alpha_dropout = _elementwise_op(
+    "alpha_dropout",
+    "``where(keep, a * x + b, a * alpha' + b)`` (Klambauer et al. 2017)",
+    "alpha_dropout_backward",
+)
