@@ -240,12 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dropkit.experiments._errors import OutputError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except ValueError as error:
+    except ValueError as error:  # UsageError included
         print(f"dropkit: error: {error}", file=sys.stderr)
         return 2
+    except OutputError as error:  # disk full, read-only: what was written stays whole
+        print(f"dropkit: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dropkit.experiments import report
+from dropkit.experiments._atomic import prepare_out_dir
 from dropkit.experiments.compare import default_jobs, plan_runs, run_all, summarise, throughput
 from dropkit.experiments.store import RunStore
 from dropkit.experiments.training import RunConfig
@@ -34,7 +35,7 @@ def run_compare(
         TimeRemainingColumn,
     )
 
-    store = RunStore(out / "runs.sqlite")
+    store = RunStore(prepare_out_dir(out) / "runs.sqlite")
     try:
         start = time.perf_counter()
         with Progress(

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from dropkit.experiments._lifetime import die_with_parent
 from dropkit.experiments.data import load_dataset
 from dropkit.experiments.models import model_sites
 from dropkit.experiments.store import RunStore
@@ -91,9 +92,11 @@ def plan_runs(
 _WORKER_DATA_DIR: str | None = None
 
 
-def _init_worker(data_dir: str | None) -> None:
+def _init_worker(data_dir: str | None, parent_pid: int | None = None) -> None:
     import torch
 
+    if parent_pid is not None:  # a pool worker: end with the command, even on SIGKILL
+        die_with_parent(parent_pid)
     global _WORKER_DATA_DIR
     _WORKER_DATA_DIR = data_dir
     torch.set_num_threads(1)  # one process per core beats intra-op threads on small models
@@ -133,7 +136,7 @@ def run_all(
         max_workers=jobs,
         mp_context=get_context("spawn"),
         initializer=_init_worker,
-        initargs=(directory,),
+        initargs=(directory, os.getpid()),
     ) as pool:
         queue = iter(pending)
         running: dict[Future[dict[str, Any]], RunConfig] = {}

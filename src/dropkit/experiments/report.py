@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dropkit.experiments._atomic import save_figure, write_text
 from dropkit.experiments.compare import Row
 
 __all__ = ["format_cell", "render_terminal", "table_rows", "write_report"]
@@ -114,7 +115,7 @@ def _plots(rows: Sequence[Row], directory: Path) -> list[tuple[str, Path]]:
     def save(figure: object, name: str, caption: str) -> None:
         path = directory / name
         figure.tight_layout()  # type: ignore[attr-defined]
-        figure.savefig(path, dpi=90)  # type: ignore[attr-defined]
+        save_figure(figure, path, dpi=90)  # whole or not at all
         plt.close(figure)  # type: ignore[arg-type]
         written.append((caption, path))
 
@@ -277,5 +278,4 @@ def write_report(
         f"</tbody></table><h2>Charts</h2>{images}</body></html>"
     )
     path = directory / "report.html"
-    path.write_text(document, encoding="utf-8")
-    return path
+    return write_text(path, document)
