@@ -215,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                          default="auto", help="--data: auto = classes for non-numeric labels or "
                          "integers with <= 20 values")  # fmt: skip
     compare.add_argument("--test-data", type=Path, default=None, metavar="FILE",
-                         help="--data: the test set (same format); else a stratified split")  # fmt: skip
+                         help="--data: the test set (same format); else a split")  # fmt: skip
     compare.add_argument("--test-fraction", type=float, default=0.2,
-                         help="--data without --test-data: the test share (random_state 0)")  # fmt: skip
+                         help="--data without --test-data: the test share")  # fmt: skip
     compare.add_argument("--image-size", type=_positive_int, default=32,
                          help="--data DIR (ImageFolder): images resized to S x S")  # fmt: skip
     compare.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--study", default=None, help="study name (default: from the options)")
     search.add_argument("--no-prune", action="store_true", help="disable MedianPruner")
     search.add_argument("--out", type=Path, default=Path("runs/search"),
-                        help="run directory: study.sqlite, best.json, results.csv/json")  # fmt: skip
+                        help="run directory: study.sqlite, best.json, results.*")  # fmt: skip
     search.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
                         help="also write TensorBoard event files, one run per trial")  # fmt: skip
     search.set_defaults(handler=_search)

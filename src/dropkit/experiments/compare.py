@@ -42,7 +42,7 @@ from dropkit.experiments.models import (
 )
 from dropkit.experiments.store import RunStore
 from dropkit.experiments.techniques import get_technique
-from dropkit.experiments.training import RunConfig, train_run
+from dropkit.experiments.training import RunConfig, fold_indices, train_run
 from dropkit.functional._checks import check_p
 
 __all__ = [
@@ -86,6 +86,14 @@ def plan_runs(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     chosen = [get_technique(name) for name in techniques]
     dataset_info = load_dataset(dataset, data_dir)
+    for train_size in train_sizes:  # a split that cannot be made fails here, before any store
+        try:
+            fold_indices(dataset_info, folds, 0, train_size)
+        except ValueError as error:
+            raise UsageError(
+                f"{dataset}: cannot split {len(dataset_info.y_train)} training examples into "
+                f"{'a 10% validation holdout' if folds == 1 else f'{folds} folds'} ({error})"
+            ) from None
     configs = []
     for model in models:
         sites = model_sites(model, dataset_info.input_shape)
@@ -520,7 +528,7 @@ def compare(
     elif callable(model_fn):
         model = register_factory(_factory_name(model_fn, jobs), model_fn)
     else:
-        raise UsageError(f"model_fn must be a factory (technique, p) -> nn.Module or a model name")
+        raise UsageError("model_fn must be a factory (technique, p) -> nn.Module or a model name")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     configs = plan_runs(
         dataset=dataset.name,

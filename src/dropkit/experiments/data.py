@@ -325,6 +325,12 @@ def _labels(
     return to_index(y_train), to_index(y_test), "classification", len(classes)
 
 
+def _numpy(values: Any) -> np.ndarray:
+    if hasattr(values, "detach"):  # a tensor
+        values = values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
 def from_arrays(
     name: str,
     x_train: Any,
@@ -346,9 +352,7 @@ def from_arrays(
     Raises:
         UsageError: non-numeric or non-finite features, mismatched lengths, a single class.
     """
-    arrays = [np.asarray(getattr(a, "numpy", lambda: a)()) for a in (x_train, y_train)]
-    arrays += [np.asarray(getattr(a, "numpy", lambda: a)()) for a in (x_test, y_test)]
-    x_tr, y_tr, x_te, y_te = arrays
+    x_tr, y_tr, x_te, y_te = (_numpy(a) for a in (x_train, y_train, x_test, y_test))
     for part, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
         if x.ndim < 2 or len(x) == 0:
             raise UsageError(f"{name}: {part} features must be (N, ...) with N >= 1, got {x.shape}")
@@ -475,10 +479,10 @@ def _read_csv(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, list[str]
     if gaps:
         missing.setdefault(label, []).extend(gaps)
     if missing:
-        column, lines = next(iter(missing.items()))
+        where, at = next(iter(missing.items()))
         raise UsageError(
             f"{path}: {sum(len(v) for v in missing.values())} missing/NaN value(s), e.g. column "
-            f"{column!r} at line {lines[0]}; remove or impute them first"
+            f"{where!r} at line {at[0]}; remove or impute them first"
         )
     y: np.ndarray
     try:

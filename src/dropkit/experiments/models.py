@@ -277,7 +277,7 @@ def load_factory(spec: str) -> ModelFactory:
         raise UsageError(
             f"--model {spec}: {attribute!r} is a {type(target).__name__}, not callable"
         )
-    register_factory(spec, target)  # type: ignore[arg-type]
+    register_factory(spec, target)
     return _FACTORIES[spec]
 
 

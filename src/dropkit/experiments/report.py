@@ -62,7 +62,7 @@ DPI = 150
 #: A reliability bin is plotted only when it holds at least this many test predictions
 #: (summed over the row's seeds and folds): a bin of one sample is noise.
 MIN_BIN_COUNT = 20
-_FONTS = {
+_FONTS: dict[str, Any] = {
     "font.size": 11,
     "axes.titlesize": 12,
     "axes.labelsize": 11,
@@ -175,7 +175,7 @@ def _plots(rows: Sequence[Row], directory: Path) -> dict[str, list[tuple[str, Pa
         plt.close(figure)
         written.setdefault(model, []).append((caption, path))
 
-    with matplotlib.rc_context(_FONTS):
+    with matplotlib.rc_context(_FONTS):  # type: ignore[arg-type]
         for model in dict.fromkeys(r.model for r in rows):
             model_rows = [r for r in rows if r.model == model]
             percent = bool(model_rows[0].reliability)
@@ -443,18 +443,18 @@ def environment(
             "versions",
             ", ".join(f"{name} {version(name)}" for name in packages)
             + f", Python {platform.python_version()}",
-        ),  # fmt: skip
+        ),
         ("commit", _git_commit()),
         (
             "machine",
             f"{platform.platform()}; {_cpu_model()}; {cores} usable core(s); "
             f"torch {torch.get_num_threads()} thread(s) in the main process",
-        ),  # fmt: skip
+        ),
         ("written", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())),
         (
             "command",
             " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)),
-        ),  # fmt: skip
+        ),
     ]
     if wall_s is not None:
         text = f"{wall_s:.1f} s for the runs of this invocation"
