@@ -89,25 +89,46 @@ def drop_path_add(
     return x + dropped
 
 
-def depth_rates(
-    total: int, max_rate: float, schedule: Literal["linear", "uniform"] = "linear"
-) -> list[float]:
-    """Drop rates of ``total`` residual blocks for stochastic depth.
+DepthRule = Literal["timm", "huang"]
 
-    ``"linear"`` is Huang et al.'s linear decay rule ``p_l = l / L * p_L`` for ``l = 1..L``
-    (the first block has ``max_rate / L``, the last ``max_rate``); timm's
-    ``calculate_drop_path_rates`` instead starts at 0. ``"uniform"`` gives every block
-    ``max_rate``.
+
+def depth_rates(
+    total: int,
+    max_rate: float,
+    schedule: Literal["linear", "uniform"] = "linear",
+    *,
+    rule: DepthRule = "timm",
+) -> list[float]:
+    r"""Drop rates of ``total`` residual blocks for stochastic depth: dropkit's one depth rule,
+    shared by :func:`dropkit.schedules.linear_by_depth` and :func:`~dropkit.schedules.stagewise`.
+
+    ``schedule="linear"`` rises linearly with depth. ``rule="timm"`` (default):
+    :math:`p_l = p_{\max}\,l / (L - 1)`, :math:`l = 0..L-1`: block 0 keeps everything, the
+    last drops at ``max_rate`` (timm's ``calculate_drop_path_rates``, torchvision, most ViT
+    code; one block gets ``max_rate``). ``rule="huang"``: the paper's linear decay rule
+    :math:`p_l = p_{\max}\,l / L`, :math:`l = 1..L` (the first block already drops at
+    ``max_rate / L``). ``schedule="uniform"`` gives every block ``max_rate``.
 
     Example:
-        >>> depth_rates(4, 0.2)
-        [0.05, 0.1, 0.15000000000000002, 0.2]
+        >>> depth_rates(5, 0.2)
+        [0.0, 0.05, 0.1, 0.15, 0.2]
+        >>> depth_rates(4, 0.2, rule="huang")
+        [0.05, 0.1, 0.15, 0.2]
+
+    References:
+        Huang, Sun, Liu, Sedra & Weinberger, "Deep Networks with Stochastic Depth", ECCV 2016.
     """
     if isinstance(total, bool) or not isinstance(total, int) or total < 1:
         raise ValueError(f"total must be a positive int (number of blocks), got {total!r}")
     max_rate = check_p(max_rate, "max_rate")
-    if schedule == "linear":
-        return [max_rate * layer / total for layer in range(1, total + 1)]
     if schedule == "uniform":
         return [max_rate] * total
-    raise ValueError(f"schedule must be 'linear' or 'uniform', got {schedule!r}")
+    if schedule != "linear":
+        raise ValueError(f"schedule must be 'linear' or 'uniform', got {schedule!r}")
+    if rule == "huang":
+        return [round(max_rate * layer / total, 12) for layer in range(1, total + 1)]
+    if rule != "timm":
+        raise ValueError(f"rule must be 'timm' or 'huang', got {rule!r}")
+    if total == 1:
+        return [max_rate]
+    return [round(max_rate * layer / (total - 1), 12) for layer in range(total)]

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from dropkit import functional as F
 from dropkit.functional._checks import check_p
+from dropkit.nn._aliases import rate_alias
 from dropkit.nn._base import DropoutModule
 
 __all__ = ["ADL"]
@@ -18,12 +19,13 @@ class ADL(DropoutModule):
     From the channel-mean self-attention map :math:`A = \frac{1}{C}\sum_c x_c` (per sample),
     build the drop mask :math:`M_{\mathrm{drop}} = [A < \gamma \max A]` (hides the most
     discriminative region) and the importance map :math:`M_{\mathrm{imp}} = \sigma(A)`. Each
-    training call uses the drop mask with probability ``p`` (``drop_rate``), else the importance
+    training call uses the drop mask with probability ``p``, else the importance
     map — one choice for the whole batch, as the authors' code — and returns
     :math:`x \odot M`. Identity at inference. Gradients flow through the importance map.
 
     Args:
-        drop_rate: probability of using the drop mask in a call (the paper's 0.75 default).
+        p: probability of using the drop mask in a call (the paper's 0.75 default).
+            ``drop_rate`` (the authors' name) is accepted as a keyword alias.
         gamma: drop threshold :math:`\gamma` in [0, 1] relative to the per-sample maximum.
         seed: 64-bit seed.
 
@@ -40,9 +42,14 @@ class ADL(DropoutModule):
     """
 
     def __init__(
-        self, drop_rate: float = 0.75, gamma: float = 0.9, *, seed: int | None = None
+        self,
+        p: float = 0.75,
+        gamma: float = 0.9,
+        *,
+        seed: int | None = None,
+        drop_rate: float | None = None,
     ) -> None:
-        super().__init__(drop_rate, seed=seed)
+        super().__init__(rate_alias("ADL", p, 0.75, "drop_rate", drop_rate), seed=seed)
         self.gamma = check_p(gamma, "gamma")
 
     def forward(self, x: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from dropkit import functional as F
 from dropkit.functional._drop_block import BlockScale, check_block_size
+from dropkit.nn._aliases import rate_alias
 from dropkit.nn._base import DropoutModule
 
 __all__ = ["DropBlock2d", "DropBlock3d"]
@@ -32,14 +33,16 @@ class _DropBlockNd(DropoutModule):
         *,
         scale: BlockScale | None = None,
         seed: int | None = None,
+        p: float | None = None,
         **kwargs: Any,
     ) -> None:
+        p = rate_alias(type(self).__name__, drop_prob, 0.1, "p", p)
         unknown = set(kwargs) - _TIMM_IGNORED_ARGS
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}"
             )
-        super().__init__(drop_prob, inplace, seed=seed)
+        super().__init__(p, inplace, seed=seed)
         self.block_size = check_block_size(block_size, self.spatial_dims)
         self.gamma_scale = float(gamma_scale)
         self.with_noise = bool(with_noise)
@@ -94,7 +97,9 @@ class DropBlock2d(_DropBlockNd):
     from 0 during training: use :class:`dropkit.schedules.LinearRamp`, or set ``module.p``.
 
     Args:
-        drop_prob: target drop rate ``p`` in [0, 1] (timm's name; ``module.p`` reads it).
+        drop_prob: target drop rate ``p`` in [0, 1], in timm's name (this is a drop-in for
+            timm's ``DropBlock2d``); dropkit's ``p=`` is accepted as a keyword alias, and
+            ``module.p`` / ``module.drop_prob`` read and set it.
         block_size: block side (int) or ``(b_h, b_w)``; >= 1.
         gamma_scale: multiplies :math:`\gamma` (timm's argument; 1 is the paper).
         with_noise: fill dropped blocks with N(0, 1) noise instead of zeros (timm's

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from dropkit import functional as F
 from dropkit.functional._drop_path import DropPathMode
+from dropkit.nn._aliases import rate_alias
 from dropkit.nn._base import DropoutModule
 
 __all__ = ["DropPath"]
@@ -23,7 +24,9 @@ class DropPath(DropoutModule):
     as in timm; the paper instead scales the branch by its survival probability at test time.
 
     Args:
-        drop_prob: drop rate in [0, 1] (timm's name; ``module.p`` reads it).
+        drop_prob: drop rate ``p`` in [0, 1], in timm's name (this is a drop-in for timm's
+            ``DropPath``); dropkit's ``p=`` is accepted as a keyword alias, and ``module.p`` /
+            ``module.drop_prob`` read and set it.
         scale_by_keep: scale kept samples by :math:`1 / (1 - p)`.
         mode: ``"row"`` or ``"batch"``.
         batch_dim: the sample dimension (0).
@@ -48,10 +51,12 @@ class DropPath(DropoutModule):
         mode: DropPathMode = "row",
         batch_dim: int = 0,
         seed: int | None = None,
+        p: float | None = None,
     ) -> None:
+        p = rate_alias("DropPath", drop_prob, 0.0, "p", p)
         if mode not in ("row", "batch"):
             raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
-        super().__init__(drop_prob, seed=seed)
+        super().__init__(p, seed=seed)
         self.scale_by_keep = bool(scale_by_keep)
         self.mode: DropPathMode = mode
         self.batch_dim = batch_dim

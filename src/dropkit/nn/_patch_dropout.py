@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from dropkit import functional as F
+from dropkit.nn._aliases import rate_alias
 from dropkit.nn._base import DropoutModule
 
 __all__ = ["PatchDropout"]
@@ -24,7 +25,8 @@ class PatchDropout(DropoutModule):
     original order. No rescaling (tokens are removed, not zeroed). Identity at inference.
 
     Args:
-        prob: drop fraction in [0, 1) (timm's name; ``module.p`` reads it).
+        prob: drop fraction ``p`` in [0, 1), in timm's name (this is a drop-in for timm's
+            ``PatchDropout``); dropkit's ``p=`` is accepted as a keyword alias.
         num_prefix_tokens: leading tokens always kept.
         ordered: keep the original token order.
         return_indices: return ``(tokens, keep_indices)`` (``keep_indices`` is ``None`` at
@@ -55,8 +57,9 @@ class PatchDropout(DropoutModule):
         return_indices: bool = False,
         *,
         seed: int | None = None,
+        p: float | None = None,
     ) -> None:
-        super().__init__(prob, seed=seed)
+        super().__init__(rate_alias("PatchDropout", prob, 0.5, "p", p), seed=seed)
         self.num_prefix_tokens = num_prefix_tokens
         self.ordered = bool(ordered)
         self.return_indices = bool(return_indices)
