@@ -60,6 +60,8 @@ class TechniqueSpec:
         rate_arg: the constructor's rate argument (``module(**{rate_arg: p}, **module_kwargs)``).
         module_kwargs: further constructor arguments used by :meth:`build`.
         aliases: other accepted names (e.g. the functional name).
+        eval_identity: the test table checks that eval mode returns the input itself (False
+            for a module with its own inference rule).
     """
 
     name: str
@@ -74,6 +76,7 @@ class TechniqueSpec:
     rate_arg: str = "p"
     module_kwargs: Mapping[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    eval_identity: bool = True
 
     def build(self, p: float) -> nn.Module:
         """A new module at rate ``p``."""

@@ -5,7 +5,8 @@ Three suites:
 * **ops** (:func:`run_benchmarks`): for each op, size, dtype and pass (``fwd``, ``fwd+bwd``)
   three providers in the same process: ``dropkit``, ``torch`` (PyTorch's own op or the usual
   composition) and ``copy`` (an allocating copy of the same bytes: the floor, one copy forward
-  and one more backward).
+  and one more backward). The ops are the technique registry's ``bench=True`` entries
+  (``dropkit._techniques``, canonical names; aliases accepted) plus two channels_last variants.
 * **dropout** (:func:`run_dropout_benchmarks`): plain dropout over sizes, dtypes, thread counts
   and rates against every reference point at once: ``torch.nn.functional.dropout``,
   ``torch.compile(F.dropout)``, an allocating ``x * 2.0`` (floor of an allocating op), a copy
@@ -18,6 +19,11 @@ Three suites:
 
 All report medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
 bytes each provider holds for backward (from the autograd saved-tensor hooks).
+
+This harness lives in the package, not in ``benchmarks/``, because it is what the installed
+``dropkit bench`` command runs (``benchmarks/`` is not shipped); ``dropkit.cli`` is a thin front
+over it (argument defaults and printing only). ``benchmarks/`` holds the one-off scripts that
+measure a specific claim (GPU parity and overhead, first call, huge pages, a model step).
 """
 
 from __future__ import annotations
