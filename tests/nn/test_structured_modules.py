@@ -1,5 +1,5 @@
-"""Every module of issue 5 passes the contract; drop-in compatibility with timm; docstring
-examples run."""
+"""Every structured, recurrent and attention module passes the contract; drop-in compatibility
+with timm; docstring examples run."""
 
 from __future__ import annotations
 
