@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt -e '.[dev,experiments]'
 	touch $(STAMP)
 
-# The main job: dropout's effect on mnist1d (MLP and CNN, 6 techniques, 3 seeds), resumable,
+# The main job: dropout's effect on mnist1d (MLP and CNN, 6 techniques, 5 seeds), resumable,
 # with a table and an HTML report in runs/demo.
 demo: $(STAMP)
 	$(VENV)/bin/dropkit compare --out runs/demo

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = add_command(
         "compare", "train one model over dropout techniques x rates x seeds; HTML report"
     )
-    _add_training_options(compare, epochs=100)
+    _add_training_options(compare, epochs=60)
     compare.add_argument("--techniques", nargs="+", default=DEMO_TECHNIQUES,
                          help="registered techniques (dropkit.experiments.techniques)")  # fmt: skip
     compare.add_argument("--rates", nargs="+", type=_rate, default=[0.1], help="rates in [0, 1)")
