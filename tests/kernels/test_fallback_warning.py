@@ -16,7 +16,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def test_unsupported_dtype_warning_points_at_the_callers_line(monkeypatch) -> None:
-    monkeypatch.setattr(kernels, "_warned", set())
+    monkeypatch.setattr(kernels._dispatch, "_warned", set())
     layer = dropkit.nn.Dropout(0.5)
     with warnings.catch_warnings(record=True) as caught, kernels.use_backend("triton"):
         warnings.simplefilter("always")
