@@ -2,6 +2,7 @@
 
 from dropkit.nn._attention import AttentionDropout, DropHead, DropKey
 from dropkit.nn._base import DropoutModule
+from dropkit.nn._concrete import ConcreteDropout, SpatialConcreteDropout
 from dropkit.nn._elementwise import (
     AlphaDropout,
     Dropout,
@@ -13,6 +14,7 @@ from dropkit.nn._elementwise import (
     SpatialDropout3d,
 )
 from dropkit.nn._fused import BiasActDropout, BiasActDropoutAdd, BiasDropoutAdd
+from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.nn._recurrent import (
     VariationalGRU,
     VariationalLSTM,
@@ -20,6 +22,7 @@ from dropkit.nn._recurrent import (
     ZoneoutGRUCell,
     ZoneoutLSTMCell,
 )
+from dropkit.nn._standout import Standout
 from dropkit.nn._structured import (
     ADL,
     DropBlock2d,
@@ -33,6 +36,16 @@ from dropkit.nn._structured import (
     LinearRamp,
     PatchDropout,
 )
+from dropkit.nn._variational import (
+    Conv2dSVDO,
+    LinearSVDO,
+    SparseLinear,
+    SparsityReport,
+    VariationalDropoutConv2d,
+    VariationalDropoutLinear,
+    export_pruned,
+    sparsity,
+)
 
 __all__ = [
     "ADL",
@@ -41,6 +54,8 @@ __all__ = [
     "BiasActDropout",
     "BiasActDropoutAdd",
     "BiasDropoutAdd",
+    "ConcreteDropout",
+    "Conv2dSVDO",
     "DropBlock2d",
     "DropBlock3d",
     "DropConnectConv1d",
@@ -55,15 +70,25 @@ __all__ = [
     "EmbeddingDropout",
     "FeatureAlphaDropout",
     "GaussianDropout",
+    "LearnedDropoutModule",
     "LinearRamp",
+    "LinearSVDO",
     "LockedDropout",
     "PatchDropout",
+    "SparseLinear",
+    "SparsityReport",
+    "SpatialConcreteDropout",
     "SpatialDropout1d",
     "SpatialDropout2d",
     "SpatialDropout3d",
+    "Standout",
+    "VariationalDropoutConv2d",
+    "VariationalDropoutLinear",
     "VariationalGRU",
     "VariationalLSTM",
     "WeightDrop",
     "ZoneoutGRUCell",
     "ZoneoutLSTMCell",
+    "export_pruned",
+    "sparsity",
 ]
