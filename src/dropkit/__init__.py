@@ -8,6 +8,7 @@ from typing import Any
 
 from dropkit import functional, kernels, nn, rng, schedules, surgery, uncertainty
 from dropkit._checkpoint import checkpoint, checkpoint_context
+from dropkit._meta_rates import MetaRateTuner
 from dropkit._regularization import LearnedRate, learned_rates, regularization
 from dropkit.nn._variational import export_pruned, sparsity
 from dropkit.rng import p_eff
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LearnedRate",
+    "MetaRateTuner",
     "__version__",
     "audit",
     "checkpoint",
