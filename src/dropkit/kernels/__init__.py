@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -83,6 +84,26 @@ def register_lazy_backend(
         names.insert(0, name)
 
 
+#: The extra of ``pyproject.toml`` that brings a lazy backend's dependency.
+_EXTRAS = {"triton": "triton", "cpu": "cpu"}
+
+_DROPKIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside dropkit and torch: a fallback warning
+    points at the user's line (``model(x)``, ``F.dropout(...)``), whatever the call depth."""
+    import torch
+
+    internal = (_DROPKIT_DIR, os.path.dirname(torch.__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(internal):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
 def _resolve(name: str) -> Any:
     """The backend object for ``name``, loading a lazy one; None if it cannot be loaded."""
     if name in _BACKENDS:
@@ -94,11 +115,13 @@ def _resolve(name: str) -> Any:
         backend = loader()
     except ImportError as error:
         _LAZY.pop(name)
+        extra = _EXTRAS.get(name)
+        hint = f": pip install 'dropkit[{extra}]'" if extra else ""
         warnings.warn(
             f"dropkit backend {name!r} is unavailable ({error}); using the reference backend "
-            "(same results, slower)",
+            f"(same results, slower){hint}",
             RuntimeWarning,
-            stacklevel=5,
+            stacklevel=_caller_stacklevel(),
         )
         _BACKENDS[name] = _Unavailable(name)
         return _BACKENDS[name]
@@ -160,7 +183,7 @@ def _warn_once(backend_name: str, op: str, x: Tensor) -> None:
             f"dropkit backend {backend_name!r} cannot run {op} on {x.dtype} tensors on "
             f"{x.device.type}; using the reference backend (same results, slower)",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )
 
 

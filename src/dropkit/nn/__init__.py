@@ -1,8 +1,17 @@
 """One module per dropout technique; ``forward`` is one call into :mod:`dropkit.functional`."""
 
+from dropkit.nn._adl import ADL
 from dropkit.nn._attention import AttentionDropout, DropHead, DropKey
 from dropkit.nn._base import DropoutModule
 from dropkit.nn._concrete import ConcreteDropout, SpatialConcreteDropout
+from dropkit.nn._drop_block import DropBlock2d, DropBlock3d
+from dropkit.nn._drop_connect import (
+    DropConnectConv1d,
+    DropConnectConv2d,
+    DropConnectConv3d,
+    DropConnectLinear,
+)
+from dropkit.nn._drop_path import DropPath
 from dropkit.nn._elementwise import (
     AlphaDropout,
     Dropout,
@@ -13,8 +22,10 @@ from dropkit.nn._elementwise import (
     SpatialDropout2d,
     SpatialDropout3d,
 )
+from dropkit.nn._embedding import EmbeddingDropout
 from dropkit.nn._fused import BiasActDropout, BiasActDropoutAdd, BiasDropoutAdd
 from dropkit.nn._learned import LearnedDropoutModule
+from dropkit.nn._patch_dropout import PatchDropout
 from dropkit.nn._recurrent import (
     VariationalGRU,
     VariationalLSTM,
@@ -23,19 +34,6 @@ from dropkit.nn._recurrent import (
     ZoneoutLSTMCell,
 )
 from dropkit.nn._standout import Standout
-from dropkit.nn._structured import (
-    ADL,
-    DropBlock2d,
-    DropBlock3d,
-    DropConnectConv1d,
-    DropConnectConv2d,
-    DropConnectConv3d,
-    DropConnectLinear,
-    DropPath,
-    EmbeddingDropout,
-    LinearRamp,
-    PatchDropout,
-)
 from dropkit.nn._variational import (
     Conv2dSVDO,
     LinearSVDO,
@@ -71,7 +69,6 @@ __all__ = [
     "FeatureAlphaDropout",
     "GaussianDropout",
     "LearnedDropoutModule",
-    "LinearRamp",
     "LinearSVDO",
     "LockedDropout",
     "PatchDropout",
