@@ -77,6 +77,9 @@ PUBLIC_API = {
         "__version__", "audit", "checkpoint", "checkpoint_context", "functional", "integrations",
         "kernels", "mc_mode", "nn", "p_eff", "rng", "schedules", "summary", "surgery", "testing",
         "uncertainty",
+        # learned rates (issue 12)
+        "LearnedRate", "MetaRateTuner", "export_pruned", "learned_rates", "regularization",
+        "sparsity",
     ],
     "dropkit.nn": [
         "ADL", "AlphaDropout", "AttentionDropout", "BiasActDropout", "BiasActDropoutAdd",
@@ -86,6 +89,10 @@ PUBLIC_API = {
         "LockedDropout", "PatchDropout", "SpatialDropout1d", "SpatialDropout2d",
         "SpatialDropout3d", "VariationalGRU", "VariationalLSTM", "WeightDrop", "ZoneoutGRUCell",
         "ZoneoutLSTMCell",
+        # learned rates (issue 12)
+        "ConcreteDropout", "Conv2dSVDO", "LearnedDropoutModule", "LinearSVDO", "SparseLinear",
+        "SparsityReport", "SpatialConcreteDropout", "Standout", "VariationalDropoutConv2d",
+        "VariationalDropoutLinear", "export_pruned", "sparsity",
     ],
     "dropkit.functional": [
         "adl", "alpha_dropout", "attention", "bias_act_dropout", "bias_act_dropout_add",
@@ -94,6 +101,9 @@ PUBLIC_API = {
         "drop_path_add", "dropout", "embedding_dropout", "feature_alpha_dropout",
         "gaussian_dropout", "locked_dropout", "patch_dropout", "spatial_dropout",
         "variational_rnn", "weight_dropout_call", "zoneout", "zoneout_cell",
+        # learned rates (issue 12)
+        "concrete_dropout", "concrete_regularizer", "kl_kingma", "kl_molchanov",
+        "local_reparam_conv2d", "local_reparam_linear", "standout",
     ],
     "dropkit.surgery": [
         "AuditReport", "ConversionError", "ConversionReport", "DropoutSite", "DropoutSummary",

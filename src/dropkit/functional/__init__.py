@@ -19,6 +19,15 @@ from dropkit.functional._elementwise import (
 )
 from dropkit.functional._embedding import embedding_dropout
 from dropkit.functional._fused import bias_act_dropout, bias_act_dropout_add, bias_dropout_add
+from dropkit.functional._learned import (
+    concrete_dropout,
+    concrete_regularizer,
+    kl_kingma,
+    kl_molchanov,
+    local_reparam_conv2d,
+    local_reparam_linear,
+    standout,
+)
 from dropkit.functional._patch_dropout import patch_dropout
 from dropkit.functional._recurrent import (
     variational_rnn,
@@ -34,6 +43,8 @@ __all__ = [
     "bias_act_dropout",
     "bias_act_dropout_add",
     "bias_dropout_add",
+    "concrete_dropout",
+    "concrete_regularizer",
     "depth_rates",
     "drop_block",
     "drop_block2d",
@@ -48,9 +59,14 @@ __all__ = [
     "embedding_dropout",
     "feature_alpha_dropout",
     "gaussian_dropout",
+    "kl_kingma",
+    "kl_molchanov",
+    "local_reparam_conv2d",
+    "local_reparam_linear",
     "locked_dropout",
     "patch_dropout",
     "spatial_dropout",
+    "standout",
     "variational_rnn",
     "weight_dropout_call",
     "zoneout",

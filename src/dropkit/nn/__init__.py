@@ -3,6 +3,7 @@
 from dropkit.nn._adl import ADL
 from dropkit.nn._attention import AttentionDropout, DropHead, DropKey
 from dropkit.nn._base import DropoutModule
+from dropkit.nn._concrete import ConcreteDropout, SpatialConcreteDropout
 from dropkit.nn._drop_block import DropBlock2d, DropBlock3d
 from dropkit.nn._drop_connect import (
     DropConnectConv1d,
@@ -23,6 +24,7 @@ from dropkit.nn._elementwise import (
 )
 from dropkit.nn._embedding import EmbeddingDropout
 from dropkit.nn._fused import BiasActDropout, BiasActDropoutAdd, BiasDropoutAdd
+from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.nn._patch_dropout import PatchDropout
 from dropkit.nn._recurrent import (
     VariationalGRU,
@@ -30,6 +32,17 @@ from dropkit.nn._recurrent import (
     WeightDrop,
     ZoneoutGRUCell,
     ZoneoutLSTMCell,
+)
+from dropkit.nn._standout import Standout
+from dropkit.nn._variational import (
+    Conv2dSVDO,
+    LinearSVDO,
+    SparseLinear,
+    SparsityReport,
+    VariationalDropoutConv2d,
+    VariationalDropoutLinear,
+    export_pruned,
+    sparsity,
 )
 
 __all__ = [
@@ -39,6 +52,8 @@ __all__ = [
     "BiasActDropout",
     "BiasActDropoutAdd",
     "BiasDropoutAdd",
+    "ConcreteDropout",
+    "Conv2dSVDO",
     "DropBlock2d",
     "DropBlock3d",
     "DropConnectConv1d",
@@ -53,14 +68,24 @@ __all__ = [
     "EmbeddingDropout",
     "FeatureAlphaDropout",
     "GaussianDropout",
+    "LearnedDropoutModule",
+    "LinearSVDO",
     "LockedDropout",
     "PatchDropout",
+    "SparseLinear",
+    "SparsityReport",
+    "SpatialConcreteDropout",
     "SpatialDropout1d",
     "SpatialDropout2d",
     "SpatialDropout3d",
+    "Standout",
+    "VariationalDropoutConv2d",
+    "VariationalDropoutLinear",
     "VariationalGRU",
     "VariationalLSTM",
     "WeightDrop",
     "ZoneoutGRUCell",
     "ZoneoutLSTMCell",
+    "export_pruned",
+    "sparsity",
 ]
