@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import IO, Any
 from dropkit.experiments._errors import OutputError, UsageError
 
 __all__ = [
+    "atomic_directory",
     "atomic_open",
     "is_disk_full",
     "output_error",
@@ -82,6 +84,34 @@ def atomic_open(
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(error, OSError) and not isinstance(error, OutputError):
+            raise output_error(error, path) from error
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh hidden folder beside ``path`` to fill; on a clean exit it is renamed to
+    ``path`` (which must not exist). A kill or an error leaves no ``path`` (a leftover partial
+    folder of an earlier kill is removed first).
+
+    Raises:
+        OutputError: the folder could not be written.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+    except OSError as error:
+        raise output_error(error, path) from error
+    try:
+        yield partial
+        os.replace(partial, path)
+        _fsync_directory(path.parent)
+    except BaseException as error:
+        shutil.rmtree(partial, ignore_errors=True)
         if isinstance(error, OSError) and not isinstance(error, OutputError):
             raise output_error(error, path) from error
         raise

@@ -253,6 +253,15 @@ def _worker(
     parent_pid: int,
 ) -> None:
     die_with_parent(parent_pid)
+    try:
+        _optimize(url, name, options, trials, points)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group: the parent reports, quietly
+        raise SystemExit(130) from None
+
+
+def _optimize(
+    url: str, name: str, options: dict[str, Any], trials: int, points: list[Point]
+) -> None:
     import optuna
     import torch
 
@@ -405,6 +414,9 @@ def search_command(args: argparse.Namespace) -> int:
         study=name,
     )
     write_text(out / "best.json", json.dumps(best, indent=2))
+    from dropkit.experiments.results import write_trials
+
+    write_trials(study, out, getattr(args, "tensorboard", None))
     elapsed = time.perf_counter() - start
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
     print(
