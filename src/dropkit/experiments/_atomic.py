@@ -76,6 +76,7 @@ def atomic_open(
         raise output_error(error, path) from error
     try:
         with os.fdopen(descriptor, mode, encoding=encoding) as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())  # not mkstemp's 0600
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -115,6 +116,18 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         if isinstance(error, OSError) and not isinstance(error, OutputError):
             raise output_error(error, path) from error
         raise
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:

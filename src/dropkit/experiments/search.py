@@ -8,13 +8,14 @@ MySQL) that several machines share; ``--workers N`` starts N processes on this m
 
 Crash safety. The command plans what the study must hold — every grid point (``--sampler
 grid``), or ``--trials`` finished trials (TPE) — and reconciles the storage against that plan
-before each round of workers: a trial whose worker died (its heartbeat older than
-:data:`GRACE_S`) is failed and its point planned again; a trial still RUNNING with a live
-heartbeat (another command on a shared storage, or a killed one not yet expired) is left to
-finish or expire. Each grid point goes to one worker of one round; a worker that finds its point
-taken by an earlier trial (two commands racing on one storage) abandons its trial as FAIL.
-The command ends when every planned point is finished exactly once (FAIL trials never count),
-and says what it resumed. Workers die with the command (:mod:`._lifetime`).
+before each round of workers: a trial whose worker died is failed and its point planned again
+(at once when the worker ran on this machine, by its PID and start time; otherwise when its
+heartbeat is older than :data:`GRACE_S`); a trial still RUNNING with a live heartbeat (another
+command on a shared storage) is left to finish or expire. Each grid point goes to one worker of
+one round; a worker that finds its point taken by an earlier trial (two commands racing on one
+storage), when it starts or when it ends, abandons its trial as FAIL. The command ends when
+every planned point is finished exactly once (FAIL trials never count), and says what it
+resumed. Workers die with the command (:mod:`._lifetime`).
 """
 
 from __future__ import annotations
@@ -149,6 +150,89 @@ class Plan:
 _FINISHED_NAMES = ("COMPLETE", "PRUNED")
 
 
+def _proc_start(pid: int | str) -> tuple[str, str] | None:
+    """``(state, start time in clock ticks)`` of a process from ``/proc``; ``None``: gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # after the command name, which may hold ')'
+    return fields[0], fields[19]
+
+
+def _worker_identity() -> dict[str, Any]:
+    """Who runs a trial: enough for a command on the same machine to tell it died."""
+    identity: dict[str, Any] = {"pid": os.getpid()}
+    try:
+        identity["boot"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        identity["pidns"] = os.readlink("/proc/self/ns/pid")
+        started = _proc_start("self")
+        if started is not None:
+            identity["start"] = started[1]
+    except OSError:  # not Linux: heartbeats alone tell
+        pass
+    return identity
+
+
+def _dead_here(identity: Any) -> bool:
+    """Whether the worker ``identity`` ran on this machine, in this PID namespace, and is gone
+    (exited, a zombie, or its PID reused). Anything else: ``False`` (its heartbeat will tell)."""
+    if not isinstance(identity, dict) or "start" not in identity:
+        return False
+    mine = _worker_identity()
+    if identity.get("boot") != mine.get("boot") or identity.get("pidns") != mine.get("pidns"):
+        return False
+    found = _proc_start(identity["pid"])
+    return found is None or found[0] in ("Z", "X") or found[1] != identity["start"]
+
+
+def _beating(study: Any) -> set[int] | None:
+    """Trial ids with a heartbeat row (``None``: cannot tell, e.g. not an RDB storage)."""
+    try:
+        from optuna.storages._rdb.models import TrialHeartbeatModel
+
+        storage = getattr(study._storage, "_backend", study._storage)
+        session = storage.scoped_session()
+        try:
+            return {row[0] for row in session.query(TrialHeartbeatModel.trial_id)}
+        finally:
+            storage.scoped_session.remove()
+    except Exception:  # Optuna's internals moved: rely on its own stale-trial check alone
+        return None
+
+
+def _fail_dead_trials(study: Any) -> int:
+    """Fail the RUNNING trials nobody runs: a worker on this machine that is gone (at once,
+    no grace period), or a trial older than :data:`GRACE_S` that never sent a heartbeat (its
+    worker died between creating it and starting the heartbeat). Returns how many."""
+    import datetime
+
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if not running:
+        return 0
+    beating: set[int] | None = None
+    old = datetime.datetime.now() - datetime.timedelta(seconds=GRACE_S)
+    failed = 0
+    for trial in running:
+        dead = _dead_here(trial.user_attrs.get("worker"))
+        started = trial.datetime_start
+        if not dead and "worker" not in trial.user_attrs and started is not None and started < old:
+            beating = _beating(study) if beating is None else beating
+            dead = beating is not None and trial._trial_id not in beating
+        if not dead:
+            continue
+        try:
+            study._storage.set_trial_state_values(
+                trial._trial_id, state=optuna.trial.TrialState.FAIL
+            )
+            failed += 1
+        except optuna.exceptions.UpdateFinishedTrialError:  # it finished meanwhile
+            pass
+    return failed
+
+
 def reconcile(study: Any, points: Sequence[Point] | None, wanted: int) -> Plan:
     """Fail the stale RUNNING trials, then count finished and live trials against the plan.
 
@@ -163,6 +247,7 @@ def reconcile(study: Any, points: Sequence[Point] | None, wanted: int) -> Plan:
         t.number
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     }
+    _fail_dead_trials(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -209,14 +294,11 @@ def _objective(
 ) -> float:
     import optuna
 
+    trial.set_user_attr("worker", _worker_identity())  # a rerun here fails it at once if dead
     technique, rates = trial_config(trial, options, sites)
     trial.set_user_attr("rates", {f"drop{i}": r for i, r in enumerate(rates, start=1)})
     if point is not None:
-        live = ("RUNNING", *_FINISHED_NAMES)
-        for other in trial.study.get_trials(deepcopy=False):
-            if other.number < trial.number and other.state.name in live and _point(other) == point:
-                trial.set_user_attr("abandoned_for", other.number)
-                raise _TakenPoint(f"grid point {point} is held by trial {other.number}")
+        _check_point_free(trial, point)
 
     def report(epoch: int, values: dict[str, float]) -> None:
         trial.report(values["val_score"], epoch)
@@ -241,7 +323,22 @@ def _objective(
         )
         result = train_run(config, options["data_dir"], on_epoch=report if fold == 0 else None)
         scores.append(result["val_score"])
+    if point is not None:  # again at the end: two trials that raced for a point, one finishes
+        _check_point_free(trial, point)
     return float(sum(scores) / len(scores))
+
+
+def _check_point_free(trial: Any, point: Point) -> None:
+    """Abandon ``trial`` (:class:`_TakenPoint`, stored as FAIL) if an earlier trial holds its
+    grid point: finished, or RUNNING by a worker not known to be dead."""
+    for other in trial.study.get_trials(deepcopy=False):
+        if other.number >= trial.number or _point(other) != point:
+            continue
+        finished = other.state.name in _FINISHED_NAMES
+        live = other.state.name == "RUNNING" and not _dead_here(other.user_attrs.get("worker"))
+        if finished or live:
+            trial.set_user_attr("abandoned_for", other.number)
+            raise _TakenPoint(f"grid point {point} is held by trial {other.number}")
 
 
 def _worker(
