@@ -87,7 +87,13 @@ def plan_runs(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     chosen = [get_technique(name) for name in techniques]
     dataset_info = load_dataset(dataset, data_dir)
+    available = len(dataset_info.y_train)
     for train_size in train_sizes:  # a split that cannot be made fails here, before any store
+        if train_size is not None and not 1 <= train_size <= available:
+            raise UsageError(
+                f"--train-sizes: {dataset} has {available} training examples, so each size "
+                f"must be in [1, {available}], got {train_size}"
+            )
         try:
             fold_indices(dataset_info, folds, 0, train_size)
         except ValueError as error:

@@ -21,6 +21,7 @@ resumed. Workers die with the command (:mod:`._lifetime`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -58,18 +59,77 @@ def _storage_label(url: str) -> str:
         return url
 
 
+#: Database drivers SQLAlchemy imports per URL scheme, and the package that brings each.
+_DRIVERS = {
+    "postgresql": "psycopg2-binary",
+    "mysql": "mysqlclient (or PyMySQL, with mysql+pymysql://)",
+    "mariadb": "mariadb",
+    "oracle": "oracledb",
+    "mssql": "pyodbc",
+}
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return chain
+
+
 def _storage_error(error: Exception, url: str) -> Exception:
-    """A storage failure as one line: full disk -> OutputError, anything else -> UsageError."""
+    """A storage failure as one line: full disk -> OutputError, anything else -> UsageError
+    (naming the URL, and the root cause: a missing driver, a file that is not a study)."""
     where = _storage_label(url)
-    if is_disk_full(error):
+    chain = _causes(error)
+    if any(is_disk_full(e) for e in chain):
         return OutputError(f"no space left on device writing the study storage {where}")
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if isinstance(error, ModuleNotFoundError):
+    missing = next((e for e in chain if isinstance(e, ImportError)), None)
+    if missing is not None or "Failed to import DB access module" in str(error):
+        scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+        package = _DRIVERS.get(scheme, "the driver for this URL")
+        named = f" ({missing})" if missing is not None else ""
         return UsageError(
-            f"--storage {where}: its database driver is not installed ({text}); install it, "
-            "e.g. pip install psycopg2-binary for postgresql://"
+            f"--storage {where}: its database driver is not installed{named}; pip install {package}"
         )
-    return UsageError(f"--storage {where}: cannot open the study storage: {text}")
+    root = chain[-1]
+    text = (str(root).strip().splitlines() or [type(root).__name__])[0]
+    if "Could not parse" in text or ("Invalid" in text and "URL" in text):
+        return UsageError(
+            f"--storage {where}: not a database URL ({text}); expected e.g. "
+            "sqlite:///path/study.sqlite or postgresql://user@host/db"
+        )
+    return UsageError(
+        f"--storage {where}: cannot open the study storage ({text}); if it is a file, move "
+        "it away or choose another --out / --storage"
+    )
+
+
+def _check_sqlite_study(url: str) -> None:
+    """Refuse an existing SQLite file that is not an Optuna storage before Optuna writes its
+    tables into it (read-only look; other URLs are left to Optuna)."""
+    import sqlite3
+
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url[len("sqlite:///") :].split("?", 1)[0])
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as database:
+            tables = {
+                row[0]
+                for row in database.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+    except sqlite3.Error as error:
+        raise _storage_error(error, url) from error
+    # Not one of Optuna's tables (a schema being created by another process has some).
+    if tables and not tables & {"studies", "version_info", "trials", "alembic_version"}:
+        raise UsageError(
+            f"--storage {url}: cannot open the study storage ({path} is an SQLite database "
+            f"but not an Optuna storage: tables {sorted(tables)}); if it is a file, move it away "
+            "or choose another --out / --storage"
+        )
 
 
 def open_study(url: str, name: str, sampler: str, options: dict[str, Any]) -> Any:
@@ -93,6 +153,7 @@ def open_study(url: str, name: str, sampler: str, options: dict[str, Any]) -> An
     )
     # Grid points are fixed per trial by the worker (PartialFixedSampler), not drawn.
     chosen: Any = optuna.samplers.TPESampler(seed=None)  # workers must not draw the same points
+    _check_sqlite_study(url)
     try:
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
@@ -110,7 +171,7 @@ def open_study(url: str, name: str, sampler: str, options: dict[str, Any]) -> An
     except Exception as error:
         import sqlalchemy.exc
 
-        if isinstance(error, sqlalchemy.exc.SQLAlchemyError):
+        if isinstance(error, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError)):
             raise _storage_error(error, url) from error
         raise
 

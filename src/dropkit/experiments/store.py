@@ -39,22 +39,37 @@ class RunStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(self.path, timeout=60)
-        try:
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.execute(_SCHEMA)
-            self._connection.commit()
+        try:  # read first: another program's database is refused before anything is written
+            tables = {
+                row[0]
+                for row in self._connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
             columns = {row[1] for row in self._connection.execute("PRAGMA table_info(runs)")}
         except sqlite3.DatabaseError as error:
             self._connection.close()
             raise self._error(error) from error
         missing = _COLUMNS - columns
-        if missing:
+        if tables and missing:
             self._connection.close()
-            raise UsageError(
-                f"{self.path} is not a dropkit run store: its 'runs' table lacks "
-                f"{sorted(missing)} (move it away or choose another --out)"
+            lacks = (
+                f"its 'runs' table lacks {sorted(missing)}"
+                if columns
+                else (f"it has no 'runs' table (tables: {sorted(tables)})")
             )
+            raise UsageError(
+                f"{self.path} is not a dropkit run store: {lacks} (move it away or choose "
+                "another --out)"
+            )
+        try:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.execute(_SCHEMA)
+            self._connection.commit()
+        except sqlite3.DatabaseError as error:
+            self._connection.close()
+            raise self._error(error) from error
 
     def _error(self, error: sqlite3.Error) -> Exception:
         if is_disk_full(error):
