@@ -40,6 +40,7 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str], code: i
 
 SIZE = r"size must be in \[1, 2\^62\]"
 POSITIVE = r"expected a finite number > 0"
+NON_NEGATIVE = r"expected a finite number >= 0"
 SEED = r"expected an int in \[0, 2\^63 - 1\]"
 
 
@@ -49,9 +50,8 @@ SEED = r"expected an int in \[0, 2\^63 - 1\]"
         (["bench", "--sizes", "2^63"], rf"argument --sizes: {SIZE}, got 2\^63"),
         (["bench", "--sizes", "0"], rf"argument --sizes: {SIZE}, got 0"),
         (["bench", "--sizes", "2^x"], r"argument --sizes: size must be an int or 2\^K"),
-        (["bench", "--min-time", "-1"], rf"argument --min-time: {POSITIVE}, got '-1'"),
-        (["bench", "--min-time", "0"], rf"argument --min-time: {POSITIVE}"),
-        (["bench", "--min-time", "nan"], rf"argument --min-time: {POSITIVE}"),
+        (["bench", "--min-time", "-1"], rf"argument --min-time: {NON_NEGATIVE}, got '-1'"),
+        (["bench", "--min-time", "nan"], rf"argument --min-time: {NON_NEGATIVE}"),
         (["search", "--seed", "-1"], rf"argument --seed: {SEED}, got -1"),
         (["search", "--seed", str(2**63)], rf"argument --seed: {SEED}"),
         (["search", "--seed", "1.5"], rf"argument --seed: {SEED}"),

@@ -353,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--activations", nargs="+", default=["gelu"],
                        choices=["gelu", "gelu_tanh", "relu", "silu"],
                        help="fused suite: residual + dropout(act(x + bias)) for each")  # fmt: skip
-    bench.add_argument("--min-time", type=_positive_float, default=0.1,
-                       help="seconds per timed cell")  # fmt: skip
+    bench.add_argument("--min-time", type=_non_negative_float, default=0.1,
+                       help="seconds per timed cell (0: the minimum repeats only)")  # fmt: skip
     bench.add_argument("--full", action="store_true", help=_FULL_HELP)
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"),
                        help="JSON file of the results")  # fmt: skip
