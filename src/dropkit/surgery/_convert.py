@@ -81,10 +81,13 @@ def site_seed(seed: int, name: str) -> int:
 
 def is_dropout_like(module: nn.Module) -> bool:
     """Whether ``module`` looks like a dropout layer: a dropkit or ``torch.nn`` dropout, or a
-    leaf module whose class name says so (``DropPath``, ``MyDropout``, ``StochasticDepth``)."""
+    leaf module whose class name says so (``DropPath``, ``MyDropout``, ``StochasticDepth``).
+    Learned-rate layers (:class:`~dropkit.nn.LearnedDropoutModule`: concrete, variational,
+    standout) are not: they hold weights, so ``remove`` must not delete them; ``summary`` and
+    ``audit`` list them on their own."""
     if isinstance(module, (dk.DropoutModule, nn.modules.dropout._DropoutNd)):
         return True
-    if any(True for _ in module.children()):
+    if isinstance(module, dk.LearnedDropoutModule) or any(True for _ in module.children()):
         return False
     return bool(_DROPOUT_NAME.search(type(module).__name__))
 

@@ -17,9 +17,10 @@ from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.nn._variational import log_sigma2_at_rate
 
 if TYPE_CHECKING:
+    from dropkit.surgery._audit import Finding
     from dropkit.surgery._convert import ConversionReport
 
-__all__ = ["convert_learned", "layer_twin", "site_twin"]
+__all__ = ["convert_learned", "layer_twin", "learned_findings", "site_twin"]
 
 #: Dropout with an elementwise mask (becomes ConcreteDropout / Standout) and with a
 #: whole-channel mask (becomes SpatialConcreteDropout).
@@ -154,3 +155,39 @@ def convert_learned(
         f"{name} learns its rates: add dropkit.regularization(model, dataset_size=N) to the loss"
     )
     return report
+
+
+def learned_findings(
+    model: nn.Module, was_training: bool, modes: dict[nn.Module, bool]
+) -> list[Finding]:
+    """:func:`dropkit.surgery.audit`'s findings on learned-rate modules: an ``info`` row with
+    each one's current rates, and ``active-in-eval`` for one that samples in an eval model
+    (left in training or MC mode). ``modes``: every module's training flag before the audit."""
+    from dropkit.surgery._audit import Finding
+
+    findings = []
+    for path, module in model.named_modules():
+        if not isinstance(module, LearnedDropoutModule):
+            continue
+        rates = module.drop_rates().float().reshape(-1)
+        spread = "" if rates.numel() == 1 else (
+            f" (mean of {rates.numel()}, from {float(rates.min()):.3g} to "
+            f"{float(rates.max()):.3g})"
+        )  # fmt: skip
+        findings.append(Finding(
+            "info", "learned-rate", path,
+            f"{type(module).__name__} learns its rate ({module.technique}): p = {module.p:.3g} "
+            f"now{spread}",
+            "train with loss + dropkit.regularization(model, dataset_size=N); "
+            "dropkit.learned_rates(model) lists every rate",
+        ))  # fmt: skip
+        if not was_training and (modes.get(module, False) or module.mc):
+            left_on = "MC mode" if module.mc else "training mode"
+            findings.append(Finding(
+                "error", "active-in-eval", path,
+                f"{type(module).__name__} is in {left_on} inside a model in eval mode: it keeps "
+                "sampling at inference",
+                "use dropkit.mc_mode as a context manager (it restores the modes), or call "
+                "module.set_mc_mode(False) / model.eval()",
+            ))  # fmt: skip
+    return findings
