@@ -279,6 +279,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _NameList(argparse.Action):
+    """``--techniques a b`` and ``--techniques a,b`` alike: names split at commas."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        names = [name for value in values for name in str(value).split(",") if name]
+        setattr(namespace, self.dest, names)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from dropkit.experiments.cli_commands import compare_command
 
@@ -364,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", "train one model over dropout techniques x rates x seeds; HTML report"
     )
     _add_training_options(compare, epochs=60)
-    compare.add_argument("--techniques", nargs="+", default=DEMO_TECHNIQUES,
+    compare.add_argument("--techniques", nargs="+", default=DEMO_TECHNIQUES, action=_NameList,
                          help="registered techniques (dropkit.experiments.techniques)")  # fmt: skip
     compare.add_argument("--rates", nargs="+", type=_rate, default=[0.1], help="rates in [0, 1)")
     compare.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0..N-1")
@@ -402,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(search, epochs=30)
     search.set_defaults(models=["cnn"])
     search.add_argument("--techniques", nargs="+", default=["none", "dropout", "gaussian"],
+                        action=_NameList,
                         help="registered techniques to choose from")  # fmt: skip
     search.add_argument("--sampler", choices=["tpe", "grid"], default="tpe",
                         help="TPE, or the grid --techniques x --grid-rates")  # fmt: skip
