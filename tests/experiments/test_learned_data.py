@@ -120,3 +120,39 @@ def test_stacked_concrete_penalty_is_the_regularizer_of_each_network():
     dropped = (y < 0.5).double().mean((0, 2))
     # Binomial 5 sigma on 8,000 near-binary draws: < 0.017 at p = 0.1, < 0.028 at p = 0.5.
     assert abs(float(dropped[0]) - 0.1) < 0.017 and abs(float(dropped[1]) - 0.5) < 0.028
+
+
+def test_reproduce_commands_wire_the_experiments(monkeypatch, capsys, tmp_path):
+    from dropkit.cli import main
+    from dropkit.experiments import data as data_module
+
+    seen: dict[str, object] = {}
+
+    def fake_sparse_vd(dataset, **options):  # type: ignore[no-untyped-def]
+        seen["svd"] = (dataset, options["epochs"])
+        return learned.SparseVDResult(
+            "fashion-mnist", 10, 5, 2, 2, 0.9, 0.88, 0.95, {"1": (95, 100)}, 1.0, 2.0
+        )
+
+    monkeypatch.setattr(data_module, "load_dataset", lambda name, data_dir: name)
+    monkeypatch.setattr(learned, "run_sparse_vd", fake_sparse_vd)
+    assert main(["reproduce", "svd-fashion", "--epochs", "2"]) == 0
+    assert seen["svd"] == ("fashion-mnist", 2)
+    assert "95.00% of weights pruned" in capsys.readouterr().out
+
+    def fake_result(name, cls, **extra):  # type: ignore[no-untyped-def]
+        return cls(name, [1.0, 2.0], [-1.0, -2.0], [(0.1, 0.2)] * 2, 3, 10, 1.0, **extra)
+
+    folder = tmp_path / "yacht"
+    folder.mkdir()
+    monkeypatch.setattr(learned.uci, "load_uci", lambda name, root: name)
+    monkeypatch.setattr(
+        learned, "run_concrete_dataset",
+        lambda data, **o: fake_result(data, learned.ConcreteUCIResult, cpu_seconds=1.0),
+    )  # fmt: skip
+    monkeypatch.setattr(
+        learned.uci, "run_dataset", lambda data, **o: fake_result(data, uci.UCIResult)
+    )
+    assert main(["reproduce", "uci-concrete", "--data-dir", str(tmp_path), "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "grid yacht" in out and "concrete yacht" in out and "saved" in out
