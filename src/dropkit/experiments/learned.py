@@ -560,7 +560,10 @@ def _concrete_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", nargs="+", choices=("concrete", "grid"),
                         default=["concrete"],
                         help="concrete: learned rates; grid: the fixed grid over p of "
-                        "dropkit.experiments.uci (with PyTorch's training masks)")  # fmt: skip
+                        "dropkit.experiments.uci")  # fmt: skip
+    parser.add_argument("--grid-masks", choices=("torch", "dropkit"), default="torch",
+                        help="training masks of the grid run (dropkit: counter-based, as "
+                        "concrete's uniforms)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -578,6 +581,7 @@ def concrete_command(args: argparse.Namespace) -> list[ConcreteUCIResult]:
     concrete: list[ConcreteUCIResult] = []
     grid: list[uci.UCIResult] = []
     grid_cpu: dict[str, float] = {}
+    masks: uci.TrainMasks = getattr(args, "grid_masks", "torch")
     for name in args.datasets:
         data = uci.load_uci(name, args.data)
         if "concrete" in args.methods:
@@ -591,7 +595,7 @@ def concrete_command(args: argparse.Namespace) -> list[ConcreteUCIResult]:
                   flush=True)  # fmt: skip
         if "grid" in args.methods:
             cpu_started = time.process_time()
-            grid.append(uci.run_dataset(data, train_masks="torch", **options))
+            grid.append(uci.run_dataset(data, train_masks=masks, **options))
             grid_cpu[name] = time.process_time() - cpu_started
             result = grid[-1]
             print(f"grid {name}: RMSE {result.rmse_mean_se[0]:.3f} ± "
