@@ -318,7 +318,7 @@ class _NetworkConcrete(LearnedDropoutModule):
 
     def penalty(self, weights: Tensor, scale: Tensor, input_dim: int, n: int) -> Tensor:
         """Per network ``g``: the concrete regulariser of :func:`concrete_regularizer` with
-        ``wr = l² / (τ_g N)`` and ``dr = 2 / (τ_g N)`` (``scale = 1 / τ``), weights only (the
+        ``wr = l² / (τ_g N)`` and ``dr = 2 / (τ_g N)`` (``scale = 1 / τ_g``), weights only (the
         protocol's weight decay leaves the biases alone), for ``weights`` ``(G, in, out)``."""
 
         def one(logit: Tensor, weight: Tensor) -> Tensor:
@@ -401,7 +401,9 @@ def _train_and_score_concrete(
     )  # fmt: skip
     train_x = torch.stack([t.train_x for t in tasks])  # (G, N, D)
     train_y = torch.stack([t.train_y for t in tasks])  # (G, N)
-    scale = torch.tensor([1.0 / t.tau for t in tasks])
+    # τ is the precision in the targets' original units; the network fits standardised targets,
+    # whose precision is τ σ_y²: that is the τ of the regulariser (Gal et al.'s 2 / (τ N)).
+    scale = torch.tensor([1.0 / (t.tau * t.y_std**2) for t in tasks])
     optimiser = torch.optim.Adam(model.parameters(), lr=uci.LEARNING_RATE)
     networks = torch.arange(len(tasks)).unsqueeze(1)
     model.train()
@@ -458,10 +460,11 @@ def run_concrete_dataset(
     the last 20% validate it; the τ of the best validation MC log-likelihood is retrained on
     the whole training split, rates learned anew, and scored on the test split.
 
-    The objective per network is the protocol's mean squared error plus, for each of the two
-    concrete layers, ``wr ||W||² / (1 - p) + dr D (p log p + (1 - p) log(1 - p))`` with
-    ``wr = l² / (τ N)``, ``dr = 2 / (τ N)`` (Gal et al.'s values for the precision τ), the
-    protocol's ``l = 1e-2`` and weights only. Rates start at ``init_p``; relaxation temperature
+    The objective per network is the protocol's mean squared error (on standardised targets)
+    plus, for each of the two concrete layers, ``wr ||W||² / (1 - p) + dr D (p log p + (1 - p)
+    log(1 - p))`` with ``wr = l² / (τ' N)``, ``dr = 2 / (τ' N)`` (Gal et al.'s values; the
+    negative ELBO per example times ``2 / τ'``), ``τ' = τ σ_y²`` the precision τ of the grid
+    (original units) in standardised units, the protocol's ``l = 1e-2`` and weights only. Rates start at ``init_p``; relaxation temperature
     ``temperature`` (the paper's 0.1).
     """
     started, cpu_started = time.perf_counter(), time.process_time()
