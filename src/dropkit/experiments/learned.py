@@ -464,8 +464,8 @@ def run_concrete_dataset(
     plus, for each of the two concrete layers, ``wr ||W||² / (1 - p) + dr D (p log p + (1 - p)
     log(1 - p))`` with ``wr = l² / (τ' N)``, ``dr = 2 / (τ' N)`` (Gal et al.'s values; the
     negative ELBO per example times ``2 / τ'``), ``τ' = τ σ_y²`` the precision τ of the grid
-    (original units) in standardised units, the protocol's ``l = 1e-2`` and weights only. Rates start at ``init_p``; relaxation temperature
-    ``temperature`` (the paper's 0.1).
+    (original units) in standardised units, the protocol's ``l = 1e-2`` and weights only.
+    Rates start at ``init_p``; relaxation temperature ``temperature`` (the paper's 0.1).
     """
     started, cpu_started = time.perf_counter(), time.process_time()
     epochs = data.n_epochs if epochs is None else epochs
