@@ -79,7 +79,7 @@ def test_dropout_suite_providers_ratios_and_held_bytes():
 def test_cli_dropout_suite_threads_and_rates(tmp_path):
     out = tmp_path / "bench.json"
     code = main(["bench", "--suite", "dropout", "--sizes", "2^10", "--dtypes", "bf16",
-                 "--threads", "1", "2", "--rates", "0.1", "--min-time", "0",
+                 "--threads", "1", "2", "--rates", "0.1", "--min-time", "0.001",
                  "--output", str(out)])  # fmt: skip
     assert code == 0
     payload = json.loads(out.read_text())
@@ -106,7 +106,7 @@ def test_fused_suite_providers_ratios_and_held_bytes(tmp_path):
     assert "bias_silu_dropout_add" in benchmark.format_fused_table(results)
     out = tmp_path / "bench.json"
     code = main(["bench", "--suite", "fused", "--sizes", "2^12", "--dtypes", "bf16",
-                 "--activations", "relu", "--min-time", "0", "--output", str(out)])  # fmt: skip
+                 "--activations", "relu", "--min-time", "0.001", "--output", str(out)])  # fmt: skip
     assert code == 0
     assert {r["op"] for r in json.loads(out.read_text())["results"]} == {"bias_relu_dropout_add"}
 
@@ -140,7 +140,7 @@ def test_learned_suite_layers_ratios_and_held_bytes(tmp_path):
     assert "dk/torch" in table and "dk/layer" in table and "svd_conv" in table
     out = tmp_path / "bench.json"
     code = main(["bench", "--suite", "learned", "--layers", "concrete", "svd", "--sizes", "2^9",
-                 "--features", "16", "--dtypes", "fp32", "--min-time", "0",
+                 "--features", "16", "--dtypes", "fp32", "--min-time", "0.001",
                  "--output", str(out)])  # fmt: skip
     assert code == 0
     payload = json.loads(out.read_text())
