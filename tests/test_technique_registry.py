@@ -159,6 +159,10 @@ def test_entry_missing_a_field_fails_loudly(missing):
         ({"compare_sites": frozenset({"graph"})}, "compare_sites must be among"),
         ({"paper": None}, "field 'paper' is None"),
         ({"module": torch.relu}, "module must be an nn.Module subclass"),
+        (
+            {"replaces": _techniques.LAYER_TYPES, "compare_sites": frozenset({"dense"})},
+            "a technique that replaces layers has no compare_sites",
+        ),
     ],
 )
 def test_bad_entry_is_refused_naming_the_field(change, message):

@@ -91,6 +91,18 @@ def test_convert_variational_swaps_layers_keeps_weights_and_removes_dropout(tech
     assert not torch.equal(model(x), model(x))
 
 
+def test_insert_learned_technique_takes_the_site_seed():
+    layers = []
+    for generator_seed in (0, 1):
+        torch.manual_seed(generator_seed)
+        model = nn.Sequential(nn.Identity(), nn.ReLU())
+        surgery.insert(model, after=nn.ReLU, technique="concrete", p=0.2, seed=7)
+        layers.append(model.get_submodule("1_dropout"))
+    assert type(layers[0]) is dropkit.nn.ConcreteDropout
+    x = torch.randn(3, 4)
+    assert torch.equal(layers[0](x), layers[1](x))  # seeded by (7, path), not the generator
+
+
 def test_convert_bad_technique_and_p():
     with pytest.raises(ValueError, match="learned-rate technique"):
         surgery.convert(_mlp(), technique="gaussian")

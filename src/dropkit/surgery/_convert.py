@@ -325,7 +325,7 @@ def insert(
         while hasattr(parent, name):
             name += "_"
         dropout = _make_technique(technique, p)
-        if seed is not None and isinstance(dropout, dk.DropoutModule):
+        if seed is not None and isinstance(dropout, (dk.DropoutModule, dk.LearnedDropoutModule)):
             dropout.reset_seed(site_seed(seed, path))
         if device is not None:
             dropout = dropout.to(device)
