@@ -529,13 +529,13 @@ def format_concrete_table(
         p_in = sum(p for p, _ in r.chosen) / len(r.chosen)
         p_hidden = sum(p for _, p in r.chosen) / len(r.chosen)
         other_cpu = grid_cpu.get(r.name, math.nan)
-        saved = 1 - r.cpu_seconds / other_cpu
+        saved = f"{1 - r.cpu_seconds / other_cpu:>7.0%}" if r.name in grid_cpu else f"{'-':>7}"
         lines.append(
             f"{r.name:<18}{len(r.rmse):>6}{r.epochs:>7}  {pair(r.rmse_mean_se)}  "
             f"{pair(other.rmse_mean_se) if other else '-':>15}  {pair(r.log_likelihood_mean_se)}  "
             f"{pair(other.log_likelihood_mean_se) if other else '-':>15}  "
             f"{p_in:>5.3f}/{p_hidden:<5.3f}  {r.cpu_seconds:>10.1f}{other_cpu:>11.1f}"
-            f"{saved:>7.0%}"
+            f"{saved}"
         )
     return "\n".join(lines)
 
