@@ -20,8 +20,12 @@ demo: $(STAMP)
 demo-bench: $(STAMP)
 	$(VENV)/bin/dropkit bench
 
+# The suite runs on every core (pytest-xdist); a file's tests stay on one worker so that each
+# file compiles its numba kernels once.
+TEST_WORKERS ?= auto
+
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -146,7 +146,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     return reproduce_command(args)
 
 
-#: The default of ``dropkit compare`` and ``make demo``: mnist1d, MLP and CNN, 3 seeds.
+#: The default of ``dropkit compare`` and ``make demo``: mnist1d, MLP and CNN, 5 seeds.
 DEMO_TECHNIQUES = ["none", "dropout", "gaussian", "spatial", "curriculum", "early"]
 
 
@@ -197,13 +197,34 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--techniques", nargs="+", default=DEMO_TECHNIQUES,
                          help="registered techniques (dropkit.experiments.techniques)")  # fmt: skip
     compare.add_argument("--rates", nargs="+", type=_rate, default=[0.1], help="rates in [0, 1)")
-    compare.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0..N-1")
+    compare.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0..N-1")
     compare.add_argument("--train-sizes", nargs="+", type=_positive_int, default=None,
                          help="subsample the training set to each size")  # fmt: skip
     compare.add_argument("--jobs", type=_positive_int, default=None,
                          help="worker processes (default: the usable cores)")  # fmt: skip
     compare.add_argument("--out", type=Path, default=Path("runs/compare"),
-                         help="run directory: runs.sqlite (resumable), report, PNGs")  # fmt: skip
+                         help="run directory: runs.sqlite (resumable), report, PNGs, "
+                         "results.csv/json")  # fmt: skip
+    compare.add_argument("--data", type=Path, default=None, metavar="FILE",
+                         help="your own data instead of --dataset: a .csv (header, a label "
+                         "column, numeric features), an .npz (x, y) or an ImageFolder "
+                         "directory")  # fmt: skip
+    compare.add_argument("--label", default="label",
+                         help="--data: the label column (CSV) or array (.npz)")  # fmt: skip
+    compare.add_argument("--task", choices=["auto", "classification", "regression"],
+                         default="auto", help="--data: auto = classes for non-numeric labels or "
+                         "integers with <= 20 values")  # fmt: skip
+    compare.add_argument("--test-data", type=Path, default=None, metavar="FILE",
+                         help="--data: the test set (same format); else a split")  # fmt: skip
+    compare.add_argument("--test-fraction", type=float, default=0.2,
+                         help="--data without --test-data: the test share")  # fmt: skip
+    compare.add_argument("--image-size", type=_positive_int, default=32,
+                         help="--data DIR (ImageFolder): images resized to S x S")  # fmt: skip
+    compare.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
+                         help="your own model instead of --models: a factory (technique, p) -> "
+                         "nn.Module")  # fmt: skip
+    compare.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                         help="also write TensorBoard event files, one run per folder")  # fmt: skip
     compare.set_defaults(handler=_compare)
 
     search = commands.add_parser(
@@ -225,7 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "postgresql://user@host/db")  # fmt: skip
     search.add_argument("--study", default=None, help="study name (default: from the options)")
     search.add_argument("--no-prune", action="store_true", help="disable MedianPruner")
-    search.add_argument("--out", type=Path, default=Path("runs/search"))
+    search.add_argument("--out", type=Path, default=Path("runs/search"),
+                        help="run directory: study.sqlite, best.json, results.*")  # fmt: skip
+    search.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+                        help="also write TensorBoard event files, one run per trial")  # fmt: skip
     search.set_defaults(handler=_search)
 
     reproduce = commands.add_parser("reproduce", help="reproduce a published result's shape")

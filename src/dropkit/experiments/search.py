@@ -219,6 +219,9 @@ def search_command(args: argparse.Namespace) -> int:
     best = best_rates(study)
     best.update(dataset=args.dataset, model=args.models[0], sites=sites, storage=url, study=name)
     (out / "best.json").write_text(json.dumps(best, indent=2))
+    from dropkit.experiments.results import write_trials
+
+    write_trials(study, out, getattr(args, "tensorboard", None))
     elapsed = time.perf_counter() - start
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
     print(
