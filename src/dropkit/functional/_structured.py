@@ -15,10 +15,13 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
+    check_bool,
     check_dim,
+    check_draw_args,
     check_floating,
     check_offset,
     check_p,
+    check_positive_finite,
     resolve_seed_step,
 )
 from dropkit.kernels import _ops
@@ -108,6 +111,13 @@ def drop_block(
     if scale not in _BLOCK_SCALES:
         raise ValueError(f"scale must be one of {_BLOCK_SCALES}, got {scale!r}")
     requested = check_block_size(block_size, spatial_dims)
+    offset = check_draw_args(training, seed, step, offset)
+    gamma_scale = check_positive_finite(gamma_scale, "gamma_scale")
+    check_bool(inplace, "inplace")
+    if min(x.shape[2:]) < 1:
+        raise ValueError(
+            f"input must have spatial sizes >= 1 for DropBlock, got shape {tuple(x.shape)}"
+        )
     rate = as_rate(p, x)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return x
@@ -116,7 +126,6 @@ def drop_block(
     valid = [s - b + 1 for s, b in zip(spatial, block, strict=True)]
     channels = 1 if couple_channels else int(x.shape[1])
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    offset = check_offset(offset)
     seed_shape = [int(x.shape[0]), channels, *valid]
     gamma = _drop_block_gamma(rate, spatial, block, gamma_scale)
     uniforms = rng.uniform(seed_shape, seed=seed_t, step=step_t, offset=offset, device=x.device)
@@ -229,6 +238,7 @@ def drop_path(
     if mode not in ("row", "batch"):
         raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
     batch_dim = check_dim(batch_dim, x.dim(), "batch_dim")
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return x
@@ -260,6 +270,8 @@ def drop_path_add(
     Example:
         >>> y = drop_path_add(torch.ones(4, 3), torch.ones(4, 3), 0.5, seed=0)
     """
+    check_floating(x)
+    check_floating(branch, "branch")
     if branch.shape != x.shape:
         raise ValueError(
             f"branch must have the shape of x {tuple(x.shape)}, got {tuple(branch.shape)}"
@@ -320,6 +332,7 @@ def _drop_connect(
     check_floating(x)
     check_floating(weight, "weight")
     check_inference(inference, num_samples)
+    offset = check_draw_args(training, seed, step, offset)
     act = activation if activation is not None else (lambda t: t)
     rate = as_rate(p, weight)
     if training:
@@ -399,6 +412,7 @@ def drop_connect_conv(
     Example:
         >>> y = drop_connect_conv(torch.ones(1, 2, 5, 5), torch.ones(3, 2, 3, 3), p=0.5, seed=0)
     """
+    check_floating(weight, "weight")
     if weight.dim() not in (3, 4, 5):
         raise ValueError(f"weight must be 3-, 4- or 5-D (a conv weight), got {weight.dim()}-D")
     conv: Callable[..., Tensor] = (torch_f.conv1d, torch_f.conv2d, torch_f.conv3d)[weight.dim() - 3]
@@ -434,7 +448,10 @@ def embedding_dropout(
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D (num_embeddings, dim), got {tuple(weight.shape)}")
     num_embeddings = int(weight.shape[0])
+    offset = check_draw_args(training, seed, step, offset)
     if padding_idx is not None:
+        if isinstance(padding_idx, bool) or not isinstance(padding_idx, int):
+            raise TypeError(f"padding_idx must be an int or None, got {padding_idx!r}")
         if not -num_embeddings <= padding_idx < num_embeddings:
             raise ValueError(
                 f"padding_idx must be in [{-num_embeddings}, {num_embeddings - 1}], "
@@ -485,6 +502,7 @@ def adl(
     if x.dim() != 4:
         raise ValueError(f"input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
     gamma = check_p(gamma, "gamma")
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x)
     if not training:
         return x
@@ -528,6 +546,7 @@ def patch_dropout(
             f"num_prefix_tokens must be in [0, {x.shape[1]}] (the sequence length), "
             f"got {num_prefix_tokens}"
         )
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x, allow_one=False)
     if not training:
         return x, None
