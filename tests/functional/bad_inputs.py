@@ -297,7 +297,7 @@ def _specific_cases() -> list[BadInput]:
         ("schedules.linear:steps", lambda: schedules.linear(0.0, 0.5, 0), ValueError, r"steps must be a positive int", "steps"),
         ("schedules.linear:start", lambda: schedules.linear(-0.1, 0.5, 10), ValueError, r"start must be in \[0, 1\]", "start"),
         ("schedules.cosine:end-nan", lambda: schedules.cosine(0.0, math.nan, 10), ValueError, r"end must be in \[0, 1\]", "end"),
-        ("schedules.step:boundaries", lambda: schedules.step([0.1, 0.2], [5, 3]), ValueError, r"boundaries must", "boundaries"),
+        ("schedules.step:boundaries", lambda: schedules.step([0.1, 0.2, 0.3], [5, 3]), ValueError, r"boundaries must", "boundaries"),
         ("schedules.warmup:warmup_steps", lambda: schedules.warmup(0.1, -1), ValueError, r"warmup_steps must be", "warmup_steps"),
         ("schedules.exponential:decay", lambda: schedules.exponential(0.5, -1.0), ValueError, r"decay must be a positive float", "decay"),
         ("schedules.curriculum:gamma", lambda: schedules.curriculum(0.5, 0.0), ValueError, r"gamma must be a positive float", "gamma"),

@@ -28,8 +28,9 @@ __all__ = [
     "check_distinct_dims",
     "check_draw_args",
     "check_floating",
-    "check_nonnegative_int",
+    "check_int",
     "check_noise_shape",
+    "check_nonnegative_int",
     "check_offset",
     "check_p",
     "check_positive_finite",
@@ -110,12 +111,21 @@ def check_dim(dim: object, ndim: int, name: str) -> int:
 
 def check_offset(offset: object) -> int:
     """A mask element index: an int in ``[0, 2**63)`` (the kernels take it as int64)."""
-    message = f"offset must be a non-negative int below 2**63 (a mask element index), got {offset!r}"
+    message = (
+        f"offset must be a non-negative int below 2**63 (a mask element index), got {offset!r}"
+    )
     if not _is_int(offset):
         raise TypeError(message)
     if not 0 <= offset < _INT64_END:  # type: ignore[operator]
         raise ValueError(message)
     return offset  # type: ignore[return-value]
+
+
+def check_int(value: object, name: str) -> int:
+    """An int (not a bool): a dimension index whose range depends on the input's rank."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def check_nonnegative_int(value: object, name: str) -> int:
@@ -139,9 +149,7 @@ def check_seed(seed: object) -> None:
     if not _is_int(seed):
         raise TypeError(f"seed must be an int in [0, 2**64 - 1] or an int64 tensor, got {seed!r}")
     if not 0 <= seed < _UINT64_END:  # type: ignore[operator]
-        raise ValueError(
-            f"seed must be an integer in [0, {_UINT64_END - 1}] (64 bits), got {seed}"
-        )
+        raise ValueError(f"seed must be an integer in [0, {_UINT64_END - 1}] (64 bits), got {seed}")
 
 
 def check_step(step: object) -> None:
@@ -173,7 +181,9 @@ def check_training(training: object) -> bool:
 
 def check_bool(value: object, name: str) -> bool:
     if value is not True and value is not False:
-        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}"
+        )
     return value
 
 
@@ -200,7 +210,9 @@ def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
     """A shape: a sequence of ints >= 0 (SymInts pass under tracing)."""
     message = f"{name} must be a sequence of ints >= 0, got {shape!r}"
     if not isinstance(shape, (Sequence, torch.Size)) or isinstance(shape, str):
-        raise TypeError(f"{name} must be a sequence of ints >= 0, got {type(shape).__name__} {shape!r}")
+        raise TypeError(
+            f"{name} must be a sequence of ints >= 0, got {type(shape).__name__} {shape!r}"
+        )
     for size in shape:
         if isinstance(size, torch.SymInt):
             continue
@@ -253,7 +265,9 @@ def check_state_entries(
         value = float(rate)
         upper = "1]" if allow_rate_one else "1)"
         if math.isnan(value) or not 0.0 <= value <= 1.0 or (value == 1.0 and not allow_rate_one):
-            raise ValueError(f"state_dict entry {key!r} must be a drop rate in [0, {upper}, got {value}")
+            raise ValueError(
+                f"state_dict entry {key!r} must be a drop rate in [0, {upper}, got {value}"
+            )
     for name in ("seed", "step"):
         entry = state_dict.get(prefix + name)
         if not isinstance(entry, Tensor):

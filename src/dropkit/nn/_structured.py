@@ -12,7 +12,12 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _ntuple
 
 from dropkit import functional as F
-from dropkit.functional._checks import check_p
+from dropkit.functional._checks import (
+    check_int,
+    check_nonnegative_int,
+    check_p,
+    check_positive_finite,
+)
 from dropkit.functional._structured import (
     BlockScale,
     DropConnectInference,
@@ -62,9 +67,9 @@ class _DropBlockNd(DropoutModule):
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}"
             )
-        super().__init__(drop_prob, inplace, seed=seed)
+        super().__init__(check_p(drop_prob, "drop_prob"), inplace, seed=seed)
         self.block_size = check_block_size(block_size, self.spatial_dims)
-        self.gamma_scale = float(gamma_scale)
+        self.gamma_scale = check_positive_finite(gamma_scale, "gamma_scale")
         self.with_noise = bool(with_noise)
         self.couple_channels = bool(couple_channels)
         if scale is None:
@@ -206,10 +211,10 @@ class DropPath(DropoutModule):
     ) -> None:
         if mode not in ("row", "batch"):
             raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
-        super().__init__(drop_prob, seed=seed)
+        super().__init__(check_p(drop_prob, "drop_prob"), seed=seed)
         self.scale_by_keep = bool(scale_by_keep)
         self.mode: DropPathMode = mode
-        self.batch_dim = batch_dim
+        self.batch_dim = check_int(batch_dim, "batch_dim")
 
     @property
     def drop_prob(self) -> float:
@@ -468,6 +473,13 @@ class EmbeddingDropout(DropoutModule):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(p, seed=seed)
+        if padding_idx is not None and not (
+            isinstance(padding_idx, int) and -num_embeddings <= padding_idx < num_embeddings
+        ):
+            raise ValueError(
+                f"padding_idx must be None or an int in [{-num_embeddings}, "
+                f"{num_embeddings - 1}], got {padding_idx!r}"
+            )
         template = nn.Embedding(
             num_embeddings, embedding_dim, padding_idx, device=device, dtype=dtype
         )
@@ -581,8 +593,8 @@ class PatchDropout(DropoutModule):
         *,
         seed: int | None = None,
     ) -> None:
-        super().__init__(prob, seed=seed)
-        self.num_prefix_tokens = num_prefix_tokens
+        super().__init__(check_p(prob, "prob", allow_one=False), seed=seed)
+        self.num_prefix_tokens = check_nonnegative_int(num_prefix_tokens, "num_prefix_tokens")
         self.ordered = bool(ordered)
         self.return_indices = bool(return_indices)
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit import _mc_context
+from dropkit.functional._checks import check_seed
 from dropkit.nn._base import DropoutModule
 from dropkit.uncertainty._mc_mode import is_mc_capable, mc_mode
 
@@ -268,8 +269,9 @@ def sample(
         raise TypeError("x must be a tensor with a leading batch dimension")
     samples = _check_positive_int(samples, "samples")
     batch_budget = _check_positive_int(batch_budget, "batch_budget")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64 - 1], got {seed!r}")
+    if isinstance(seed, Tensor) or seed is None:
+        raise TypeError(f"seed must be an int in [0, 2**64 - 1], got {seed!r}")
+    check_seed(seed)
     if not any(is_mc_capable(m) for m in model.modules()):
         raise ValueError(
             "model has no dropkit dropout module (dropkit.nn.DropoutModule or MCCapable): MC "
