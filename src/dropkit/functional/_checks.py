@@ -111,13 +111,17 @@ def check_dim(dim: object, ndim: int, name: str) -> int:
 
 def check_offset(offset: object) -> int:
     """A mask element index: an int in ``[0, 2**63)`` (the kernels take it as int64)."""
-    message = (
-        f"offset must be a non-negative int below 2**63 (a mask element index), got {offset!r}"
-    )
+
+    # Messages are built only on error: formatting a SymInt breaks torch.compile's graph.
+    def message() -> str:
+        return (
+            f"offset must be a non-negative int below 2**63 (a mask element index), got {offset!r}"
+        )
+
     if not _is_int(offset):
-        raise TypeError(message)
+        raise TypeError(message())
     if not 0 <= offset < _INT64_END:  # type: ignore[operator]
-        raise ValueError(message)
+        raise ValueError(message())
     return offset  # type: ignore[return-value]
 
 
@@ -208,7 +212,10 @@ def check_positive_finite(value: object, name: str) -> float:
 
 def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
     """A shape: a sequence of ints >= 0 (SymInts pass under tracing)."""
-    message = f"{name} must be a sequence of ints >= 0, got {shape!r}"
+
+    def message() -> str:
+        return f"{name} must be a sequence of ints >= 0, got {shape!r}"
+
     if not isinstance(shape, (Sequence, torch.Size)) or isinstance(shape, str):
         raise TypeError(
             f"{name} must be a sequence of ints >= 0, got {type(shape).__name__} {shape!r}"
@@ -217,9 +224,9 @@ def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
         if isinstance(size, torch.SymInt):
             continue
         if not _is_int(size):
-            raise TypeError(message)
+            raise TypeError(message())
         if size < 0:
-            raise ValueError(message)
+            raise ValueError(message())
     return tuple(shape)
 
 
@@ -228,16 +235,19 @@ def check_noise_shape(noise_shape: object) -> tuple[int | None, ...] | None:
     whose entries are None or ints >= 1."""
     if noise_shape is None:
         return None
-    message = f"noise_shape must be None or a sequence of ints >= 1 or None, got {noise_shape!r}"
+
+    def message() -> str:
+        return f"noise_shape must be None or a sequence of ints >= 1 or None, got {noise_shape!r}"
+
     if not isinstance(noise_shape, (Sequence, torch.Size)) or isinstance(noise_shape, str):
-        raise TypeError(message)
+        raise TypeError(message())
     for size in noise_shape:
         if size is None or isinstance(size, torch.SymInt):
             continue
         if not _is_int(size):
-            raise TypeError(message)
+            raise TypeError(message())
         if size < 1:
-            raise ValueError(message)
+            raise ValueError(message())
     return tuple(noise_shape)
 
 
