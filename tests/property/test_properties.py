@@ -82,8 +82,6 @@ def test_rng_split_invariance(shape, p, seed, offset):
 
 _AVAILABLE = kernels.available_backends()
 _BACKENDS = [name for name in ("reference", "cpu", "triton") if name in _AVAILABLE]
-    name for name in ("reference", "cpu", "triton") if name in kernels.available_backends()
-]
 
 
 @pytest.mark.skipif(len(_BACKENDS) < 2, reason="needs the reference and cpu backends")
