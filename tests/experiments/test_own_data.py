@@ -50,7 +50,8 @@ def test_csv_and_factory_from_the_cli_write_results_and_tensorboard(tmp_path, ca
     out, board = tmp_path / "run", tmp_path / "tb"
     argv = ["compare", "--data", str(path), "--model", f"{FACTORIES}:small_mlp",
             "--techniques", "none", "dropout", "curriculum", "--rates", "0.2", "--seeds", "2",
-            "--epochs", "2", "--jobs", "1", "--out", str(out), "--tensorboard", str(board)]  # fmt: skip
+            "--epochs", "2", "--jobs", "1", "--out", str(out),
+            "--tensorboard", str(board)]  # fmt: skip
     assert main(argv) == 0
     stored = _stored(out)
     assert len(stored) == 6
@@ -128,7 +129,7 @@ def test_npz_stated_split_and_image_folder(tmp_path):
     images = data.load_file(tmp_path / "images", image_size=8)
     assert images.input_shape == (3, 8, 8) and images.num_classes == 2
     assert len(images.y_train) + len(images.y_test) == 30
-    assert 0.0 <= images.x_train.min() and images.x_train.max() <= 1.0
+    assert images.x_train.min() >= 0.0 and images.x_train.max() <= 1.0
     out = tmp_path / "run"
     argv = ["compare", "--data", str(tmp_path / "images"), "--image-size", "8", "--models",
             "cnn", "--techniques", "spatial", "--seeds", "1", "--epochs", "1", "--jobs", "1",

@@ -127,6 +127,49 @@ def _shared_cases() -> list[BadInput]:
     return cases
 
 
+# Learned-rate ops have no ``p``: the shared bad values are tried in training and in eval
+# (``training=None``: the op has no training argument, those rows are skipped).
+LEARNED_DRAWING_OPS: list[tuple[str, Callable[..., Any], bool]] = [
+    ("concrete_dropout", lambda **kw: F.concrete_dropout(_x(4, 3), torch.tensor(-2.0), **kw), True),
+    ("standout", lambda **kw: F.standout(_x(2, 3), torch.zeros(2, 3), **kw), True),
+    (
+        "local_reparam_linear",
+        lambda **kw: F.local_reparam_linear(_x(2, 3), _x(4, 3), torch.ones(4, 3), **kw),
+        False,
+    ),
+    (
+        "local_reparam_conv2d",
+        lambda **kw: F.local_reparam_conv2d(
+            _x(1, 1, 4, 4), _x(2, 1, 3, 3), torch.ones(2, 1, 3, 3), **kw
+        ),
+        False,
+    ),
+]
+
+
+def _learned_shared_cases() -> list[BadInput]:
+    cases = []
+    for op_name, op, has_training in LEARNED_DRAWING_OPS:
+        for case_name, overrides, error, match, arg in _SHARED:
+            kwargs = {k: v for k, v in overrides.items() if k != "p"}
+            if not has_training:
+                if arg == "training":
+                    continue
+                kwargs.pop("training", None)
+            elif overrides.get("p") == 0.0:
+                kwargs["training"] = False  # no rate to set to 0: the eval short-circuit instead
+            cases.append(
+                BadInput(
+                    f"{op_name}:{case_name}",
+                    lambda op=op, kwargs=kwargs: op(**kwargs),
+                    error,
+                    match,
+                    arg,
+                )
+            )
+    return cases
+
+
 X = _x(2, 3, 4)
 IMG = _x(1, 2, 6, 6)
 _P_RANGE = r"p must be in \[0, 1\]"
@@ -365,7 +408,7 @@ def _specific_cases() -> list[BadInput]:
         ("nn.VariationalLSTM:p_input", lambda: dropkit.nn.VariationalLSTM(2, 3, p_input=-1.0), ValueError, r"p_input must be in \[0, 1\]", "p_input"),
         ("nn.WeightDrop:weights", lambda: dropkit.nn.WeightDrop(nn.Linear(2, 2), ["nope"]), ValueError, r"nope", "weights"),
         ("nn.BiasActDropout:activation", lambda: dropkit.nn.BiasActDropout(0.1, "tanh"), ValueError, r"activation must be one of", "activation"),
-        ("nn.LinearRamp:total_steps", lambda: dropkit.nn.LinearRamp(dropkit.nn.Dropout(0.1), 0.5, 0), ValueError, r"total_steps must be a positive int", "total_steps"),
+        ("schedules.LinearRamp:total_steps", lambda: schedules.LinearRamp(dropkit.nn.Dropout(0.1), 0.5, 0), ValueError, r"total_steps must be a positive int", "total_steps"),
         ("nn.Dropout.p=:2", lambda: setattr(dropkit.nn.Dropout(0.1), "p", 2.0), ValueError, r"p must be in \[0, 1\]", "p"),
         ("nn.Dropout.reset_seed:str", lambda: dropkit.nn.Dropout(0.1).reset_seed("x"), TypeError, _SEED_TYPE, "seed"),
         # -- nn forward ------------------------------------------------------------------------
@@ -383,6 +426,126 @@ def _specific_cases() -> list[BadInput]:
     ]
     # fmt: on
     return [BadInput(*row) for row in c]
+
+
+def _learned_cases() -> list[BadInput]:
+    """Learned-rate layers and functions (issue 12's "Bad input")."""
+    cd, svdo, vd = (
+        dropkit.nn.ConcreteDropout,
+        dropkit.nn.LinearSVDO,
+        dropkit.nn.VariationalDropoutLinear,
+    )
+    plain = nn.Sequential(nn.Linear(2, 2), dropkit.nn.Dropout(0.1))
+    learned = nn.Sequential(svdo(2, 2, seed=0))
+    loss = lambda out, batch: out.sum()  # noqa: E731
+
+    def load(module: nn.Module, **entries: torch.Tensor) -> Any:
+        state = module.state_dict()
+        state.update(entries)
+        return module.load_state_dict(state)
+
+    _TEMP = r"temperature must be a finite float > 0"
+    _INIT = r"init_p must be in \(0, 1\) \(open interval\)"
+    _N = r"dataset_size must be an int > 0 \(the number of training examples\)"
+    _FIN = r"must be a finite float"
+    # fmt: off
+    rows: list[tuple[str, Callable[[], Any], type[BaseException], str, str]] = [
+        # -- functional ------------------------------------------------------------------------
+        ("concrete_dropout:temperature-0", lambda: F.concrete_dropout(_x(4, 3), torch.tensor(-2.0), temperature=0.0), ValueError, _TEMP, "temperature"),
+        ("concrete_dropout:temperature-neg-eval", lambda: F.concrete_dropout(_x(4, 3), torch.tensor(-2.0), False, temperature=-1.0), ValueError, _TEMP, "temperature"),
+        ("concrete_dropout:temperature-nan", lambda: F.concrete_dropout(_x(4, 3), torch.tensor(-2.0), temperature=math.nan), ValueError, _TEMP, "temperature"),
+        ("concrete_dropout:temperature-str", lambda: F.concrete_dropout(_x(4, 3), torch.tensor(-2.0), temperature="0.1"), TypeError, r"temperature must be a float > 0", "temperature"),
+        ("concrete_dropout:p_logit-int", lambda: F.concrete_dropout(_x(4, 3), torch.tensor(-2)), TypeError, r"p_logit must be a floating-point", "p_logit"),
+        ("concrete_dropout:p_logit-shape", lambda: F.concrete_dropout(_x(4, 3), torch.zeros(5)), ValueError, r"p_logit of shape \(5,\) does not broadcast", "p_logit"),
+        ("concrete_dropout:p_logit-shape-eval", lambda: F.concrete_dropout(_x(4, 3), torch.zeros(5), False), ValueError, r"p_logit of shape \(5,\) does not broadcast", "p_logit"),
+        ("concrete_dropout:shared_dims-range", lambda: F.concrete_dropout(_x(4, 3), torch.tensor(-2.0), shared_dims=(5,)), ValueError, r"shared_dims must be in \[-2, 1\] for a 2-D input, got 5", "shared_dims"),
+        ("concrete_dropout:shared_dims-int", lambda: F.concrete_dropout(_x(4, 3), torch.tensor(-2.0), shared_dims=1), TypeError, r"shared_dims must be a sequence of ints", "shared_dims"),
+        ("concrete_regularizer:weight_regularizer-neg", lambda: F.concrete_regularizer(torch.tensor(-2.0), [_x(3, 2)], [], weight_regularizer=-1.0, dropout_regularizer=0.1, input_dim=2), ValueError, r"weight_regularizer must be a finite float >= 0", "weight_regularizer"),
+        ("concrete_regularizer:dropout_regularizer-nan", lambda: F.concrete_regularizer(torch.tensor(-2.0), [_x(3, 2)], [], weight_regularizer=0.1, dropout_regularizer=math.nan, input_dim=2), ValueError, r"dropout_regularizer must be a finite float >= 0", "dropout_regularizer"),
+        ("concrete_regularizer:input_dim-0", lambda: F.concrete_regularizer(torch.tensor(-2.0), [_x(3, 2)], [], weight_regularizer=0.1, dropout_regularizer=0.1, input_dim=0), ValueError, r"input_dim must be an int >= 1", "input_dim"),
+        ("concrete_regularizer:p_logit-list", lambda: F.concrete_regularizer([0.0], [_x(3, 2)], [], weight_regularizer=0.1, dropout_regularizer=0.1, input_dim=2), TypeError, r"p_logit must be a torch.Tensor", "p_logit"),
+        ("standout:keep_logit-shape", lambda: F.standout(_x(2, 3), torch.zeros(4)), ValueError, r"keep_logit of shape \(4,\) does not broadcast", "keep_logit"),
+        ("standout:keep_logit-shape-eval", lambda: F.standout(_x(2, 3), torch.zeros(4), False), ValueError, r"keep_logit of shape \(4,\) does not broadcast", "keep_logit"),
+        ("standout:keep_logit-int", lambda: F.standout(_x(2, 3), torch.zeros(2, 3, dtype=torch.int64)), TypeError, r"keep_logit must be a floating-point", "keep_logit"),
+        ("local_reparam_linear:variance-shape", lambda: F.local_reparam_linear(_x(2, 3), _x(4, 3), torch.ones(5), seed=0), ValueError, r"variance of shape \(5,\) does not broadcast to the weight", "variance"),
+        ("local_reparam_linear:weight-list", lambda: F.local_reparam_linear(_x(2, 3), [1.0], torch.ones(4, 3), seed=0), TypeError, r"weight must be a torch.Tensor", "weight"),
+        ("local_reparam_conv2d:variance-int", lambda: F.local_reparam_conv2d(_x(1, 1, 4, 4), _x(2, 1, 3, 3), torch.ones(2, 1, 3, 3, dtype=torch.int64), seed=0), TypeError, r"variance must be a floating-point", "variance"),
+        ("kl_kingma:float", lambda: F.kl_kingma(0.5), TypeError, r"log_alpha must be a torch.Tensor", "log_alpha"),
+        ("kl_molchanov:int", lambda: F.kl_molchanov(torch.tensor([1, 2])), TypeError, r"log_alpha must be a floating-point", "log_alpha"),
+        # -- constructors ----------------------------------------------------------------------
+        ("nn.ConcreteDropout:temperature-0", lambda: cd(temperature=0.0), ValueError, _TEMP, "temperature"),
+        ("nn.ConcreteDropout:temperature-neg", lambda: cd(temperature=-0.1), ValueError, _TEMP, "temperature"),
+        ("nn.ConcreteDropout:temperature-inf", lambda: cd(temperature=math.inf), ValueError, _TEMP, "temperature"),
+        ("nn.ConcreteDropout:temperature-setter", lambda: setattr(cd(), "temperature", 0.0), ValueError, _TEMP, "temperature"),
+        ("nn.ConcreteDropout:init_p-0", lambda: cd(init_p=0.0), ValueError, _INIT, "init_p"),
+        ("nn.ConcreteDropout:init_p-1", lambda: cd(init_p=1.0), ValueError, _INIT, "init_p"),
+        ("nn.ConcreteDropout:init_p-1.5", lambda: cd(init_p=1.5), ValueError, _INIT, "init_p"),
+        ("nn.ConcreteDropout:init_p-nan", lambda: cd(init_p=math.nan), ValueError, _INIT, "init_p"),
+        ("nn.ConcreteDropout:init_p-str", lambda: cd(init_p="0.1"), TypeError, r"init_p must be a float in \(0, 1\)", "init_p"),
+        ("nn.ConcreteDropout:precision-0", lambda: cd(precision=0.0), ValueError, r"precision must be a finite float > 0", "precision"),
+        ("nn.ConcreteDropout:length_scale-neg", lambda: cd(length_scale=-1.0), ValueError, r"length_scale must be a finite float >= 0", "length_scale"),
+        ("nn.ConcreteDropout:weight_regularizer-nan", lambda: cd(weight_regularizer=math.nan), ValueError, r"weight_regularizer must be a finite float >= 0", "weight_regularizer"),
+        ("nn.ConcreteDropout:layer", lambda: cd("linear"), TypeError, r"layer must be a torch.nn.Module or None", "layer"),
+        ("nn.ConcreteDropout:rate_shape-neg", lambda: cd(rate_shape=(-1,)), ValueError, r"rate_shape must be a sequence of ints >= 1", "rate_shape"),
+        ("nn.ConcreteDropout:rate_shape-int", lambda: cd(rate_shape=3), TypeError, r"rate_shape must be a sequence of ints >= 1", "rate_shape"),
+        ("nn.ConcreteDropout:seed", lambda: cd(seed=-1), ValueError, _SEED_RANGE, "seed"),
+        ("nn.ConcreteDropout.regularization:dataset_size-0", lambda: cd(nn.Linear(2, 2)).regularization(0), ValueError, _N, "dataset_size"),
+        ("nn.ConcreteDropout.regularization:dataset_size-float", lambda: cd(nn.Linear(2, 2)).regularization(1.5), TypeError, _N, "dataset_size"),
+        ("nn.SpatialConcreteDropout():2-D", lambda: dropkit.nn.SpatialConcreteDropout()(_x(2, 3)), ValueError, r"input", "input"),
+        ("nn.VariationalDropoutLinear:init_p-1", lambda: vd(2, 3, init_p=1.0), ValueError, _INIT, "init_p"),
+        ("nn.VariationalDropoutLinear:init_p-0", lambda: vd(2, 3, init_p=0.0), ValueError, _INIT, "init_p"),
+        ("nn.VariationalDropoutLinear:max_log_alpha-nan", lambda: vd(2, 3, max_log_alpha=math.nan), ValueError, r"max_log_alpha " + _FIN, "max_log_alpha"),
+        ("nn.VariationalDropoutLinear:max_log_alpha-inf", lambda: vd(2, 3, max_log_alpha=math.inf), ValueError, r"max_log_alpha " + _FIN, "max_log_alpha"),
+        ("nn.VariationalDropoutLinear:alpha_shape", lambda: vd(2, 3, alpha_shape="row"), ValueError, r"alpha_shape must be one of", "alpha_shape"),
+        ("nn.VariationalDropoutLinear:in_features-0", lambda: vd(0, 3), ValueError, r"in_features must be a positive int", "in_features"),
+        ("nn.VariationalDropoutLinear.regularization:dataset_size-neg", lambda: vd(2, 3).regularization(-5), ValueError, _N, "dataset_size"),
+        ("nn.VariationalDropoutConv2d:groups", lambda: dropkit.nn.VariationalDropoutConv2d(4, 6, 3, groups=4), ValueError, r"groups must divide in_channels and out_channels", "groups"),
+        ("nn.LinearSVDO:threshold-nan", lambda: svdo(2, 3, threshold=math.nan), ValueError, r"threshold " + _FIN, "threshold"),
+        ("nn.LinearSVDO:threshold-inf", lambda: svdo(2, 3, threshold=-math.inf), ValueError, r"threshold " + _FIN, "threshold"),
+        ("nn.LinearSVDO:log_alpha_clip-nan", lambda: svdo(2, 3, log_alpha_clip=(math.nan, 8.0)), ValueError, r"log_alpha_clip " + _FIN, "log_alpha_clip"),
+        ("nn.LinearSVDO:log_alpha_clip-order", lambda: svdo(2, 3, log_alpha_clip=(8.0, -8.0)), ValueError, r"log_alpha_clip must be \(low, high\) with low < high", "log_alpha_clip"),
+        ("nn.LinearSVDO:log_alpha_clip-3", lambda: svdo(2, 3, log_alpha_clip=(-8.0, 0.0, 8.0)), ValueError, r"log_alpha_clip must be \(low, high\)", "log_alpha_clip"),
+        ("nn.LinearSVDO:init_log_sigma2-inf", lambda: svdo(2, 3, init_log_sigma2=math.inf), ValueError, r"init_log_sigma2 " + _FIN, "init_log_sigma2"),
+        ("nn.Conv2dSVDO:kernel_size-0", lambda: dropkit.nn.Conv2dSVDO(1, 2, 0), ValueError, r"kernel_size must be", "kernel_size"),
+        ("nn.Standout:layer", lambda: dropkit.nn.Standout("linear"), TypeError, r"layer must be a torch.nn.Module", "layer"),
+        ("nn.Standout:activation", lambda: dropkit.nn.Standout(nn.Linear(2, 2), "relu"), TypeError, r"activation must be a torch.nn.Module or None", "activation"),
+        ("nn.Standout:alpha-nan", lambda: dropkit.nn.Standout(nn.Linear(2, 2), alpha=math.nan), ValueError, r"alpha " + _FIN, "alpha"),
+        ("nn.Standout:beta-inf", lambda: dropkit.nn.Standout(nn.Linear(2, 2), beta=math.inf), ValueError, r"beta " + _FIN, "beta"),
+        ("nn.Standout.regularization:dataset_size-0", lambda: dropkit.nn.Standout(nn.Linear(2, 2)).regularization(0), ValueError, _N, "dataset_size"),
+        ("nn.LinearSVDO.set_mc_mode:str", lambda: svdo(2, 3).set_mc_mode("yes"), TypeError, r"enabled must be a bool", "enabled"),
+        # -- model-level API -------------------------------------------------------------------
+        ("regularization:no-learned-layer", lambda: dropkit.regularization(plain, dataset_size=10), ValueError, r"model has no learned-rate dropout module", "model"),
+        ("regularization:dataset_size-0", lambda: dropkit.regularization(learned, dataset_size=0), ValueError, _N, "dataset_size"),
+        ("regularization:dataset_size-neg", lambda: dropkit.regularization(learned, dataset_size=-100), ValueError, _N, "dataset_size"),
+        ("regularization:dataset_size-float", lambda: dropkit.regularization(learned, dataset_size=1e4), TypeError, _N, "dataset_size"),
+        ("regularization:dataset_size-bool", lambda: dropkit.regularization(learned, dataset_size=True), TypeError, _N, "dataset_size"),
+        ("regularization:model", lambda: dropkit.regularization("net", dataset_size=10), TypeError, r"model must be a torch.nn.Module", "model"),
+        ("learned_rates:model", lambda: dropkit.learned_rates("net"), TypeError, r"model must be a torch.nn.Module", "model"),
+        ("sparsity:threshold-nan", lambda: dropkit.sparsity(learned, threshold=math.nan), ValueError, r"threshold " + _FIN, "threshold"),
+        ("sparsity:model", lambda: dropkit.sparsity([1]), TypeError, r"model must be a torch.nn.Module", "model"),
+        ("export_pruned:model", lambda: dropkit.export_pruned("net"), TypeError, r"model must be a torch.nn.Module", "model"),
+        ("MetaRateTuner:no-concrete", lambda: dropkit.MetaRateTuner(plain, loss, inner_lr=0.1), ValueError, r"model has no ConcreteDropout layer", "model"),
+        ("MetaRateTuner:inner_lr-0", lambda: dropkit.MetaRateTuner(nn.Sequential(cd(nn.Linear(2, 2))), loss, inner_lr=0.0), ValueError, r"inner_lr must be a finite float > 0", "inner_lr"),
+        ("MetaRateTuner:rate_lr-neg", lambda: dropkit.MetaRateTuner(nn.Sequential(cd(nn.Linear(2, 2))), loss, inner_lr=0.1, rate_lr=-1.0), ValueError, r"rate_lr must be a finite float > 0", "rate_lr"),
+        ("MetaRateTuner:dataset_size-0", lambda: dropkit.MetaRateTuner(nn.Sequential(cd(nn.Linear(2, 2))), loss, inner_lr=0.1, dataset_size=0), ValueError, _N, "dataset_size"),
+        ("MetaRateTuner:loss_fn", lambda: dropkit.MetaRateTuner(nn.Sequential(cd(nn.Linear(2, 2))), 3, inner_lr=0.1), TypeError, r"loss_fn must be callable", "loss_fn"),
+        # -- load_state_dict -------------------------------------------------------------------
+        ("load_state_dict:learned-step-neg", lambda: load(svdo(2, 3), step=torch.tensor(-7)), ValueError, r"state_dict entry 'step' must be >= 0, got -7", "step"),
+        ("load_state_dict:learned-seed-float", lambda: load(svdo(2, 3), seed=torch.tensor(1.7)), TypeError, r"state_dict entry 'seed' must be a one-element integer tensor", "seed"),
+        ("load_state_dict:concrete-temperature-0", lambda: load(cd(), temperature_t=torch.tensor(0.0)), ValueError, r"state_dict entry 'temperature_t' must be a finite float > 0, got 0.0", "temperature_t"),
+        ("load_state_dict:concrete-temperature-nan", lambda: load(cd(), temperature_t=torch.tensor(math.nan)), ValueError, r"state_dict entry 'temperature_t' must be a finite float > 0", "temperature_t"),
+        ("load_state_dict:standout-alpha-nan", lambda: load(dropkit.nn.Standout(nn.Linear(2, 2)), alpha=torch.tensor(math.nan)), ValueError, r"state_dict entry 'alpha' must be a finite float", "alpha"),
+        # -- added on main since the first census: rate aliases, backends, depth rules -----------
+        ("nn.ADL:drop_rate", lambda: dropkit.nn.ADL(drop_rate=1.5), ValueError, r"drop_rate must be in \[0, 1\]", "drop_rate"),
+        ("nn.DropPath:p-alias", lambda: dropkit.nn.DropPath(p=2.0), ValueError, r"p must be in \[0, 1\]", "p"),
+        ("nn.DropPath:both-names", lambda: dropkit.nn.DropPath(0.1, p=0.2), TypeError, r"pass the rate once, not also as p=", "p"),
+        ("nn.PatchDropout:p-alias-1", lambda: dropkit.nn.PatchDropout(p=1.0), ValueError, r"p must be in \[0, 1\)", "p"),
+        ("kernels.use_backend:bogus", lambda: dropkit.kernels.use_backend("bogus").__enter__(), ValueError, r"backend must be one of", "backend"),
+        ("depth_rates:rule", lambda: F.depth_rates(4, 0.2, rule="paper"), ValueError, r"rule must be 'timm' or 'huang'", "rule"),
+        ("schedules.linear_by_depth:rule", lambda: schedules.linear_by_depth(0.2, 4, rule="paper"), ValueError, r"rule must be 'timm' or 'huang'", "rule"),
+    ]
+    # fmt: on
+    return [BadInput(*row) for row in rows]
 
 
 def _state_dict_cases() -> list[BadInput]:
@@ -412,4 +575,10 @@ def _state_dict_cases() -> list[BadInput]:
 
 
 def all_cases() -> list[BadInput]:
-    return _shared_cases() + _specific_cases() + _state_dict_cases()
+    return (
+        _shared_cases()
+        + _learned_shared_cases()
+        + _specific_cases()
+        + _learned_cases()
+        + _state_dict_cases()
+    )

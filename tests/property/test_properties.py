@@ -110,3 +110,49 @@ def test_structured_ops_eval_identity_and_zeros(shape, p, seed, block):
     assert torch.equal(dropped, (y == 0).flatten(2).any(-1) & dropped)
     z = F.drop_block2d(x, p, block_size=block, seed=seed)
     assert z.shape == x.shape and torch.isfinite(z).all()
+
+
+# -- every registered technique (dropkit._techniques): the same properties per module --------
+
+from dropkit import _techniques  # noqa: E402
+
+_SPECS = list(_techniques.TECHNIQUES.values())
+
+
+def _strided(x: torch.Tensor) -> torch.Tensor:
+    """``x``'s values in a non-contiguous tensor (every other element of a wider buffer)."""
+    wide = torch.stack([x, torch.full_like(x, float("nan"))], dim=-1)
+    return wide[..., 0]
+
+
+@pytest.mark.parametrize("spec", _SPECS, ids=[spec.name for spec in _SPECS])
+@settings(max_examples=4)
+@given(p=st.floats(0.0, 0.9), seed=seeds, step=st.integers(0, 2**40))
+def test_every_technique_eval_identity_determinism_layout(spec, p, seed, step):
+    x = torch.randn(spec.test_shape, generator=torch.Generator().manual_seed(seed % 2**32))
+    module = spec.build(p)
+    module.reset_seed(seed)
+    module.step.fill_(step)
+    y = module(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    module.step.fill_(step)
+    assert torch.equal(module(_strided(x)), y)  # same (seed, step): same bits, any layout
+    if spec.eval_identity:
+        assert module.eval()(x) is x
+    zero = spec.build(0.0).train()
+    assert torch.equal(zero(x), x)  # rate 0 changes nothing in training either
+
+
+@pytest.mark.parametrize("op", [F.dropout, F.gaussian_dropout, F.alpha_dropout])
+@settings(max_examples=8)
+@given(
+    batch=st.integers(2, 6), width=st.integers(1, 9), p=st.floats(0.0, 0.9), seed=seeds,
+    offset=offsets, split=st.integers(1, 5),
+)  # fmt: skip
+def test_elementwise_ops_split_invariance(op, batch, width, p, seed, offset, split):
+    split = min(split, batch - 1)
+    x = torch.randn(batch, width)
+    full = op(x, p, seed=seed, offset=offset)
+    head = op(x[:split], p, seed=seed, offset=offset)
+    tail = op(x[split:], p, seed=seed, offset=offset + split * width)
+    assert torch.equal(torch.cat([head, tail]), full)

@@ -2,7 +2,7 @@
 techniques, the training loop, resumable storage, reports and the UCI protocol (``uci``).
 
 Optional dependencies (numpy, scipy, scikit-learn, matplotlib, rich, optuna, mnist1d, mlxtend)
-load only when a submodule is imported: ``pip install dropkit[experiments]``. Nothing here is
+load only when a submodule is imported: ``pip install 'dropkit[experiments]'``. Nothing here is
 imported by ``import dropkit``.
 
 ``dropkit.experiments.compare(model_fn, train_data, test_data, techniques=..., rates=...)``

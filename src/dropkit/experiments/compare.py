@@ -175,7 +175,9 @@ def run_all(
     skipped = len(configs) - len(pending)
     directory = None if data_dir is None else str(data_dir)
     finished = 0
-    if jobs <= 1:
+    if not pending:
+        return skipped, 0
+    if jobs <= 1 or len(pending) == 1:  # no worker processes to start for one run
         _init_worker(directory)
         for config in pending:
             store.add(config, _work(config))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
@@ -259,6 +261,8 @@ def load_factory(spec: str) -> ModelFactory:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise UsageError(f"--model must be module:function, got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # as `python -m` would: the user's module beside them
     try:
         target: object = importlib.import_module(module_name)
     except ModuleNotFoundError as error:

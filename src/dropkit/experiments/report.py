@@ -32,6 +32,7 @@ __all__ = [
     "MIN_BIN_COUNT",
     "environment",
     "format_cell",
+    "reliable_bins",
     "render_terminal",
     "table_rows",
     "write_report",
@@ -346,6 +347,18 @@ def _sweeps(
         )
 
 
+def reliable_bins(
+    reliability: dict[str, list[float]], minimum: int = MIN_BIN_COUNT
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean confidence and accuracy of the bins holding at least ``minimum`` predictions (the
+    points a reliability diagram plots)."""
+    count = np.asarray(reliability["count"], dtype=float)
+    used = count >= minimum
+    confidence = np.asarray(reliability["confidence"], dtype=float)[used] / count[used]
+    accuracy = np.asarray(reliability["correct"], dtype=float)[used] / count[used]
+    return confidence, accuracy
+
+
 def _reliability(plt: Any, model_rows: list[Row], model: str, save: Any) -> None:
     # Reliability diagrams (classification only): accuracy against confidence per bin, only
     # for bins holding MIN_BIN_COUNT predictions, over a panel of the bin counts.
@@ -355,7 +368,7 @@ def _reliability(plt: Any, model_rows: list[Row], model: str, save: Any) -> None
     figure, (top, bottom) = plt.subplots(
         2,
         1,
-        figsize=(6.4, 6.6),
+        figsize=(5.6, 5.8),
         sharex=True,
         gridspec_kw={"height_ratios": [3, 1.3]},
         constrained_layout=True,
@@ -365,12 +378,9 @@ def _reliability(plt: Any, model_rows: list[Row], model: str, save: Any) -> None
     edges = np.linspace(0.0, 1.0, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     for row in calibrated:
-        count = np.asarray(row.reliability["count"], dtype=float)
-        used = count >= MIN_BIN_COUNT
-        confidence = np.asarray(row.reliability["confidence"])[used] / count[used]
-        accuracy = np.asarray(row.reliability["correct"])[used] / count[used]
+        confidence, accuracy = reliable_bins(row.reliability)
         (line,) = top.plot(confidence, accuracy, marker="o", label=_label(row))
-        bottom.step(centres, count, where="mid", color=line.get_color())
+        bottom.step(centres, row.reliability["count"], where="mid", color=line.get_color())
     bottom.axhline(MIN_BIN_COUNT, color="black", ls=":", lw=1, label=f"min {MIN_BIN_COUNT}")
     top.set_ylabel("accuracy")
     top.set_xlim(0, 1)

@@ -112,6 +112,13 @@ def _objective(trial: Any, options: dict[str, Any], sites: list[str]) -> float:
 
 
 def _worker(url: str, name: str, options: dict[str, Any], trials: int) -> None:
+    try:
+        _optimize(url, name, options, trials)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group: the parent reports, quietly
+        raise SystemExit(130) from None
+
+
+def _optimize(url: str, name: str, options: dict[str, Any], trials: int) -> None:
     import optuna
     import torch
 

@@ -259,6 +259,30 @@ def check_distinct_dims(first: int, second: int | None, names: tuple[str, str]) 
         )
 
 
+def check_state_floats(
+    state_dict: Mapping[str, Any],
+    prefix: str,
+    *,
+    positive: Sequence[str] = (),
+    finite: Sequence[str] = (),
+) -> None:
+    """Float buffers of a state dict about to be loaded that must be finite (and > 0 for those
+    in ``positive``), e.g. a temperature: cold path, values are read even on a GPU."""
+    for name in (*positive, *finite):
+        entry = state_dict.get(prefix + name)
+        if not isinstance(entry, Tensor):
+            continue
+        key, need = prefix + name, "a finite float > 0" if name in positive else "a finite float"
+        if not entry.is_floating_point() or entry.numel() != 1:
+            raise TypeError(
+                f"state_dict entry {key!r} must be {need} (a one-element floating tensor), got "
+                f"a {entry.dtype} tensor of shape {tuple(entry.shape)}"
+            )
+        value = float(entry)
+        if not math.isfinite(value) or (name in positive and value <= 0):
+            raise ValueError(f"state_dict entry {key!r} must be {need}, got {value}")
+
+
 def check_state_entries(
     state_dict: Mapping[str, Any], prefix: str, *, allow_rate_one: bool = True
 ) -> None:

@@ -64,24 +64,35 @@ def _check_batch(values: Tensor, name: str) -> None:
         )
 
 
-def check_probabilities(probs: Tensor, name: str = "probs") -> Tensor:
+_SOFTMAX_HINT = "apply .softmax(-1) to logits first"
+
+
+def check_probabilities(
+    probs: Tensor, name: str = "probs", *, logits_hint: str = _SOFTMAX_HINT
+) -> Tensor:
     """Raise unless ``probs`` holds probabilities over its last dim (each in [0, 1], summing
-    to 1 within a dtype-dependent tolerance); return it."""
+    to 1 within a dtype-dependent tolerance); return it. The message says what was found
+    (values outside [0, 1], or rows not summing to 1: logits, most likely) and
+    ``logits_hint``, the way to pass logits where the caller has one (``from_logits=True``)."""
     if not isinstance(probs, Tensor) or not probs.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor of probabilities")
+    if not probs.numel():
+        return probs
     tolerance = max(1e-4, 50 * torch.finfo(probs.dtype).eps)
     values = probs.to(torch.float64)
-    if probs.numel() and (
-        not bool(torch.isfinite(values).all())
-        or float(values.min()) < -tolerance
-        or float(values.max()) > 1 + tolerance
-        or float((values.sum(-1) - 1).abs().max()) > tolerance
-    ):
-        raise ValueError(
-            f"{name} must be probabilities over the last dim (in [0, 1], summing to 1 within "
-            f"{tolerance:g}); apply softmax to logits first"
-        )
-    return probs
+    low, high = float(values.min()), float(values.max())
+    if not bool(torch.isfinite(values).all()):
+        found = "non-finite values"
+    elif low < -tolerance or high > 1 + tolerance:
+        found = f"values in [{low:.4g}, {high:.4g}]: these look like logits"
+    elif float((values.sum(-1) - 1).abs().max()) > tolerance:
+        found = "rows that do not sum to 1: logits or unnormalised scores?"
+    else:
+        return probs
+    raise ValueError(
+        f"{name} must be probabilities over the last dim (in [0, 1], summing to 1 within "
+        f"{tolerance:g}), got {found}; {logits_hint}"
+    )
 
 
 def _probability_samples(probs: Tensor, name: str = "probs") -> Tensor:

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from dropkit import _mc_context
 from dropkit.functional._checks import check_seed
 from dropkit.nn._base import DropoutModule
+from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.uncertainty._mc_mode import is_mc_capable, mc_mode
 
 __all__ = [
@@ -88,6 +89,12 @@ class ClassificationSummary(NamedTuple):
     variation_ratio: Tensor
 
 
+_FROM_LOGITS_HINT = (
+    "for a model that outputs logits pass reduce=ClassificationReducer(from_logits=True), "
+    "or end the model with a softmax"
+)
+
+
 class ClassificationReducer:
     """Streams class probabilities (last dim = classes) into a :class:`ClassificationSummary`.
 
@@ -108,7 +115,11 @@ class ClassificationReducer:
 
         self.dtype = chunk.dtype
         values = chunk.to(torch.float64)
-        probs = values.softmax(-1) if self.from_logits else check_probabilities(values, "samples")
+        probs = (
+            values.softmax(-1)
+            if self.from_logits
+            else check_probabilities(values, "samples", logits_hint=_FROM_LOGITS_HINT)
+        )
         votes = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).sum(0)
         if self.sum_probs is None or self.sum_entropy is None or self.votes is None:
             self.sum_probs = probs.sum(0)
@@ -279,7 +290,10 @@ def sample(
         )
     reducer = _make_reducer(reduce)
     batch = x.shape[0]
-    steps = [m.step for m in model.modules() if isinstance(m, DropoutModule)]
+    # Learned-rate modules (issue 12) keep seed/step buffers too but are not DropoutModules.
+    steps = [
+        m.step for m in model.modules() if isinstance(m, (DropoutModule, LearnedDropoutModule))
+    ]
     saved_steps = [s.clone() for s in steps]
     collected: list[Tensor] = []
 
