@@ -336,7 +336,7 @@ def _specific_cases() -> list[BadInput]:
         ("surgery.FunctionalDropoutRouter:seed", lambda: surgery.FunctionalDropoutRouter(seed="abc"), TypeError, _SEED_TYPE, "seed"),
         ("surgery.set_rates:rate", lambda: surgery.set_rates(nn.Sequential(dropkit.nn.Dropout(0.1)), {"0": 1.5}), ValueError, r"rates\[.0.\] must be in \[0, 1\]", "rates"),
         # -- schedules -------------------------------------------------------------------------
-        ("schedules.constant:rate", lambda: schedules.constant(1.5), ValueError, r"rate must be in \[0, 1\]", "rate"),
+        ("schedules.constant:p", lambda: schedules.constant(1.5), ValueError, r"p must be in \[0, 1\]", "p"),
         ("schedules.linear:steps", lambda: schedules.linear(0.0, 0.5, 0), ValueError, r"steps must be a positive int", "steps"),
         ("schedules.linear:start", lambda: schedules.linear(-0.1, 0.5, 10), ValueError, r"start must be in \[0, 1\]", "start"),
         ("schedules.cosine:end-nan", lambda: schedules.cosine(0.0, math.nan, 10), ValueError, r"end must be in \[0, 1\]", "end"),
@@ -345,7 +345,7 @@ def _specific_cases() -> list[BadInput]:
         ("schedules.exponential:decay", lambda: schedules.exponential(0.5, -1.0), ValueError, r"decay must be a positive float", "decay"),
         ("schedules.curriculum:gamma", lambda: schedules.curriculum(0.5, 0.0), ValueError, r"gamma must be a positive float", "gamma"),
         ("schedules.early:until", lambda: schedules.early(0.1, 1.5), ValueError, r"until must be", "until"),
-        ("schedules.late:rate", lambda: schedules.late(2.0, 10), ValueError, r"rate must be in \[0, 1\]", "rate"),
+        ("schedules.late:p", lambda: schedules.late(2.0, 10), ValueError, r"p must be in \[0, 1\]", "p"),
         ("schedules.call:step-neg", lambda: schedules.constant(0.1)(-1), ValueError, r"step must be a non-negative int", "step"),
         ("schedules.call:step-float", lambda: schedules.linear(0.0, 0.5, 10)(2.5), ValueError, r"step must be a non-negative int", "step"),
         ("schedules.linear_by_depth:num_blocks", lambda: schedules.linear_by_depth(0.2, 0), ValueError, r"num_blocks must be", "num_blocks"),
@@ -542,6 +542,15 @@ def _learned_cases() -> list[BadInput]:
         ("nn.PatchDropout:p-alias-1", lambda: dropkit.nn.PatchDropout(p=1.0), ValueError, r"p must be in \[0, 1\)", "p"),
         ("kernels.use_backend:bogus", lambda: dropkit.kernels.use_backend("bogus").__enter__(), ValueError, r"backend must be one of", "backend"),
         ("depth_rates:rule", lambda: F.depth_rates(4, 0.2, rule="paper"), ValueError, r"rule must be 'timm' or 'huang'", "rule"),
+        ("schedules.constant:both-names", lambda: schedules.constant(0.1, rate=0.2), TypeError, r"pass the rate once, as p \(not also as rate=", "rate"),
+        ("nn.Standout:init_p-1", lambda: dropkit.nn.Standout(init_p=1.0), ValueError, _INIT, "init_p"),
+        ("nn.Standout:init_p+beta", lambda: dropkit.nn.Standout(init_p=0.5, beta=1.0), TypeError, r"pass beta or init_p, not both", "init_p"),
+        ("surgery.convert:technique", lambda: surgery.convert(nn.Sequential(nn.Dropout(0.1)), technique="bogus"), ValueError, r"technique must be one of", "technique"),
+        ("surgery.insert:layer-technique", lambda: surgery.insert(nn.Sequential(nn.ReLU()), after=nn.ReLU, technique="svd"), ValueError, r"technique 'svd' replaces layers", "technique"),
+        ("surgery.summary:model", lambda: surgery.summary("net"), TypeError, r"model must be a torch.nn.Module", "model"),
+        ("surgery.audit:model", lambda: surgery.audit("net", _x(1, 2)), TypeError, r"model must be a torch.nn.Module", "model"),
+        ("surgery.set_rates:model", lambda: surgery.set_rates("net", {}), TypeError, r"model must be a torch.nn.Module", "model"),
+        ("surgery.route_functional:model", lambda: surgery.route_functional("net"), TypeError, r"model must be a torch.nn.Module", "model"),
         ("schedules.linear_by_depth:rule", lambda: schedules.linear_by_depth(0.2, 4, rule="paper"), ValueError, r"rule must be 'timm' or 'huang'", "rule"),
     ]
     # fmt: on

@@ -141,6 +141,12 @@ def check_nonnegative_int(value: object, name: str) -> int:
     return value  # type: ignore[return-value]
 
 
+def check_module(model: object, name: str = "model") -> None:
+    """A ``torch.nn.Module`` (what model-level functions walk)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+
+
 def check_seed(seed: object) -> None:
     """A 64-bit seed: a Python int in ``[0, 2**64)`` or a one-element int64/int32 tensor."""
     if isinstance(seed, Tensor):
