@@ -79,7 +79,7 @@ def test_dropout_suite_providers_ratios_and_held_bytes():
 def test_cli_dropout_suite_threads_and_rates(tmp_path):
     out = tmp_path / "bench.json"
     code = main(["bench", "--suite", "dropout", "--sizes", "2^10", "--dtypes", "bf16",
-                 "--threads", "1", "2", "--rates", "0.1", "--min-time", "0",
+                 "--threads", "1", "2", "--rates", "0.1", "--min-time", "0.001",
                  "--output", str(out)])  # fmt: skip
     assert code == 0
     payload = json.loads(out.read_text())
@@ -106,6 +106,49 @@ def test_fused_suite_providers_ratios_and_held_bytes(tmp_path):
     assert "bias_silu_dropout_add" in benchmark.format_fused_table(results)
     out = tmp_path / "bench.json"
     code = main(["bench", "--suite", "fused", "--sizes", "2^12", "--dtypes", "bf16",
-                 "--activations", "relu", "--min-time", "0", "--output", str(out)])  # fmt: skip
+                 "--activations", "relu", "--min-time", "0.001", "--output", str(out)])  # fmt: skip
     assert code == 0
     assert {r["op"] for r in json.loads(out.read_text())["results"]} == {"bias_relu_dropout_add"}
+
+
+def test_learned_suite_layers_ratios_and_held_bytes(tmp_path):
+    results = benchmark.run_learned_benchmarks(
+        sizes=[512], features=32, conv_channels=8, dtypes=[torch.float32], threads=[1],
+        min_time_s=0.0, min_repeats=3,
+    )  # fmt: skip
+    cells = {(r.op, r.provider, r.pass_name): r for r in results}
+    assert set(cells) == {
+        (layer, provider, pass_name)
+        for layer in benchmark.LEARNED_LAYERS
+        for provider in benchmark.LEARNED_PROVIDERS
+        for pass_name in ("fwd", "fwd+bwd")
+    }
+    for (layer, _, pass_name), r in cells.items():
+        assert r.median_ms > 0 and r.q25_ms <= r.median_ms <= r.q75_ms and r.repeats >= 3
+        floor = cells[(layer, "layer", pass_name)].median_ms
+        torch_ms = cells[(layer, "torch", pass_name)].median_ms
+        assert abs(r.ratio_to_floor - r.median_ms / floor) < 1e-9
+        assert abs(r.ratio_to_torch - r.median_ms / torch_ms) < 1e-9
+        assert int(r.extra["held_bytes"]) == round(r.held_bytes_per_element * r.numel)
+    # Both Linear layers save their (dropped) input: 4 bytes per element in float32. Concrete
+    # dropout regenerates its relaxed mask in backward; the plain torch layer also keeps the
+    # uniforms' logs and the mask (at least one more input-sized float32 tensor).
+    dropkit_held = cells[("concrete", "dropkit", "fwd")].held_bytes_per_element
+    assert dropkit_held <= 4 + 64 / 512  # plus 0-d seed/step/p tensors
+    assert cells[("concrete", "torch", "fwd")].held_bytes_per_element >= dropkit_held + 4
+    table = benchmark.format_learned_table(results)
+    assert "dk/torch" in table and "dk/layer" in table and "svd_conv" in table
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--suite", "learned", "--layers", "concrete", "svd", "--sizes", "2^9",
+                 "--features", "16", "--dtypes", "fp32", "--min-time", "0.001",
+                 "--output", str(out)])  # fmt: skip
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert {r["op"] for r in payload["results"]} == {"concrete", "svd"}
+
+
+def test_learned_suite_unknown_layer_is_a_clear_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="layers must be among"):
+        benchmark.run_learned_benchmarks(layers=["nope"], sizes=[64], min_time_s=0.0)

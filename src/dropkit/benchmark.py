@@ -16,6 +16,9 @@ Three suites:
 * **fused** (:func:`run_fused_benchmarks`): ``residual + dropout(act(x + bias))`` against the
   reference backend, PyTorch's eager composition and an allocating ``x + residual`` (the floor
   of the bytes the fused forward moves), round-robin like the dropout suite.
+* **learned** (:func:`run_learned_benchmarks`): the learned-rate layers (concrete, Kingma VD,
+  sparse VD, standout) against the same layer written with plain ``torch`` ops (the papers'
+  reference formulas) and the bare Linear/Conv2d, round-robin, fwd and fwd+bwd.
 
 All report medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
 bytes each provider holds for backward (from the autograd saved-tensor hooks).
@@ -48,11 +51,14 @@ __all__ = [
     "BenchResult",
     "format_dropout_table",
     "format_fused_table",
+    "format_learned_table",
     "format_table",
     "held_bytes",
+    "held_bytes_of_module",
     "run_benchmarks",
     "run_dropout_benchmarks",
     "run_fused_benchmarks",
+    "run_learned_benchmarks",
     "time_call",
 ]
 
@@ -722,4 +728,300 @@ def format_fused_table(results: Sequence[BenchResult]) -> str:
     lines.append("ms: median ± half the inter-quartile range; floor: an allocating x + residual "
                  "(fwd+bwd: two); held: bytes saved for backward per element, "
                  "besides x")  # fmt: skip
+    return "\n".join(lines)
+
+
+# -- the learned suite: learned-rate layers against the papers' formulas in plain torch --------
+
+#: Providers of :func:`run_learned_benchmarks`: the dropkit layer, the same layer written with
+#: plain ``torch`` ops and PyTorch's random numbers (the reference notebooks' formulas), and the
+#: floor, the bare ``nn.Linear`` / ``nn.Conv2d`` without any dropout.
+LEARNED_PROVIDERS = ("dropkit", "torch", "layer")
+#: Layers of the learned suite (``conv`` ones on ``(N, C, 8, 8)`` maps, 3x3 kernels, padding 1).
+LEARNED_LAYERS = ("concrete", "vd", "svd", "standout", "svd_conv")
+_CONCRETE_EPS = 1e-7
+
+
+class _TorchConcrete(torch.nn.Module):
+    """Gal et al.'s ``ConcreteDropout`` (the paper's notebook) with torch ops before a Linear."""
+
+    def __init__(self, layer: torch.nn.Module, p: float, temperature: float = 0.1) -> None:
+        super().__init__()
+        self.layer, self.temperature = layer, temperature
+        self.p_logit = torch.nn.Parameter(torch.tensor(math.log(p) - math.log1p(-p)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = torch.sigmoid(self.p_logit)
+        u = torch.rand_like(x)
+        drop = (
+            torch.log(p + _CONCRETE_EPS)
+            - torch.log(1 - p + _CONCRETE_EPS)
+            + torch.log(u + _CONCRETE_EPS)
+            - torch.log(1 - u + _CONCRETE_EPS)
+        )
+        keep = 1 - torch.sigmoid(drop / self.temperature)
+        return self.layer(x * keep / (1 - p))
+
+
+class _TorchLocalReparam(torch.nn.Module):
+    """Kingma VD (``variance = α θ²``) or sparse VD (``variance = σ²``, Molchanov et al.'s
+    notebook) by the local reparameterisation trick, in torch ops."""
+
+    def __init__(self, layer: torch.nn.Linear | torch.nn.Conv2d, sparse: bool, p: float) -> None:
+        super().__init__()
+        self.layer, self.sparse = layer, sparse
+        weight = layer.weight
+        if sparse:
+            self.log_sigma2 = torch.nn.Parameter(torch.full_like(weight, -10.0))
+        else:
+            self.log_alpha = torch.nn.Parameter(torch.full_like(weight, math.log(p / (1 - p))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        layer = self.layer
+        if self.sparse:
+            variance = torch.exp(self.log_sigma2)
+        else:
+            variance = torch.exp(torch.clamp(self.log_alpha, max=0.0)) * layer.weight**2
+        if isinstance(layer, torch.nn.Conv2d):
+            mean = layer(x)
+            var = torch_functional.conv2d(x * x, variance, None, layer.stride, layer.padding)
+        else:
+            mean = torch_functional.linear(x, layer.weight, layer.bias)
+            var = torch_functional.linear(x * x, variance)
+        return mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)
+
+
+class _TorchStandout(torch.nn.Module):
+    """Ba & Frey's standout with shared weights (α = 1, β = 0) in torch ops, with the same
+    straight-through gradient to the keep probabilities as :class:`dropkit.nn.Standout`."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.layer(x)
+        keep = torch.sigmoid(a.detach())
+        mask = (torch.rand_like(a) < keep).to(a.dtype)
+        return torch.relu(a) * (mask + keep - keep.detach())
+
+
+def _learned_layers(
+    name: str, features: int, rate: float, device: torch.device, dtype: torch.dtype
+) -> dict[str, torch.nn.Module]:
+    """``{provider: module}`` for one layer of :data:`LEARNED_LAYERS`, sharing the weights."""
+    from dropkit import nn as dn
+
+    conv = name.endswith("_conv")
+
+    def base() -> torch.nn.Linear | torch.nn.Conv2d:
+        torch.manual_seed(0)
+        if conv:
+            return torch.nn.Conv2d(features, features, 3, padding=1)
+        return torch.nn.Linear(features, features)
+
+    dropkit_layer: torch.nn.Module
+    if name == "concrete":
+        dropkit_layer = dn.ConcreteDropout(base(), init_p=rate, seed=1)
+        torch_layer: torch.nn.Module = _TorchConcrete(base(), rate)
+    elif name == "vd":
+        dropkit_layer = dn.VariationalDropoutLinear(features, features, init_p=rate, seed=1)
+        torch_layer = _TorchLocalReparam(base(), sparse=False, p=rate)
+    elif name == "svd":
+        dropkit_layer = dn.LinearSVDO(features, features, seed=1)
+        torch_layer = _TorchLocalReparam(base(), sparse=True, p=rate)
+    elif name == "svd_conv":
+        dropkit_layer = dn.Conv2dSVDO(features, features, 3, padding=1, seed=1)
+        torch_layer = _TorchLocalReparam(base(), sparse=True, p=rate)
+    elif name == "standout":
+        dropkit_layer = dn.Standout(base(), seed=1)
+        torch_layer = _TorchStandout(base())
+    else:
+        raise ValueError(f"layers must be among {list(LEARNED_LAYERS)}, got {name!r}")
+    modules = {"dropkit": dropkit_layer, "torch": torch_layer, "layer": base()}
+    return {k: m.to(device=device, dtype=dtype).train() for k, m in modules.items()}
+
+
+def held_bytes_of_module(module: torch.nn.Module, x: Tensor) -> int:
+    """Bytes autograd saves for backward of ``module(x)``, other than ``x`` and the module's
+    own parameters and buffers (which exist anyway)."""
+    owned = {t.untyped_storage().data_ptr() for t in (*module.parameters(), *module.buffers())}
+    storages: dict[int, int] = {}
+    leaf = x.detach().requires_grad_(True)
+    owned.add(leaf.untyped_storage().data_ptr())
+
+    def pack(saved: Tensor) -> Tensor:
+        storage = saved.untyped_storage()
+        if storage.data_ptr() not in owned:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return saved
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda saved: saved):
+        module(leaf)
+    return sum(storages.values())
+
+
+def run_learned_benchmarks(
+    *,
+    layers: Sequence[str] = LEARNED_LAYERS,
+    sizes: Sequence[int] = (1 << 18,),
+    features: int = 1024,
+    conv_channels: int = 64,
+    dtypes: Sequence[torch.dtype] = (torch.float32,),
+    threads: Sequence[int] | None = None,
+    rate: float = RATE,
+    device: str | torch.device = "cpu",
+    min_time_s: float = 0.1,
+    min_repeats: int = 7,
+    max_repeats: int = 200,
+    progress: Callable[[str], None] | None = None,
+) -> list[BenchResult]:
+    """Time each learned-rate layer (fwd, fwd+bwd to the input and every parameter) against
+    the same layer in plain torch ops and the bare layer, round-robin, and measure the bytes
+    each holds for backward (saved tensors besides the input and the parameters) and, on
+    CUDA, the peak memory of one fwd+bwd.
+
+    Linear layers are ``features -> features`` on ``(size // features, features)`` inputs;
+    ``*_conv`` layers ``conv_channels -> conv_channels`` 3x3 on ``(size // (64 C), C, 8, 8)``.
+    """
+    device = torch.device(device)
+    unknown = sorted(set(layers) - set(LEARNED_LAYERS))
+    if unknown:
+        raise ValueError(f"layers must be among {list(LEARNED_LAYERS)}, got unknown {unknown}")
+    thread_counts = [torch.get_num_threads()] if threads is None else list(threads)
+    previous_threads = torch.get_num_threads()
+    results: list[BenchResult] = []
+    try:
+        for thread_count, dtype, numel, name in (
+            (t, d, n, layer)
+            for t in thread_counts
+            for d in dtypes
+            for n in sizes
+            for layer in layers
+        ):
+            torch.set_num_threads(thread_count)
+            if progress is not None:
+                progress(f"learned {name} {str(dtype).removeprefix('torch.')} n={numel}")
+            results.extend(
+                _learned_cell(
+                    name, numel, features, conv_channels, dtype, thread_count, rate, device,
+                    min_time_s=min_time_s, min_repeats=min_repeats, max_repeats=max_repeats,
+                )
+            )  # fmt: skip
+    finally:
+        torch.set_num_threads(previous_threads)
+    return results
+
+
+def _peak_bytes(call: Callable[[], object], device: torch.device) -> float:
+    if device.type != "cuda":
+        return math.nan
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    call()
+    torch.cuda.synchronize(device)
+    return float(torch.cuda.max_memory_allocated(device) - base)
+
+
+def _learned_cell(
+    name: str,
+    numel: int,
+    features: int,
+    conv_channels: int,
+    dtype: torch.dtype,
+    thread_count: int,
+    rate: float,
+    device: torch.device,
+    *,
+    min_time_s: float,
+    min_repeats: int,
+    max_repeats: int,
+) -> list[BenchResult]:
+    conv = name.endswith("_conv")
+    width = conv_channels if conv else features
+    rows = max(numel // (64 * width if conv else width), 1)
+    shape = (rows, width, 8, 8) if conv else (rows, width)
+    x = torch.randn(shape, device=device).to(dtype)
+    modules = _learned_layers(name, width, rate, device, dtype)
+    calls: dict[tuple[str, str], Callable[[], object]] = {}
+    for provider, module in modules.items():
+        leaf = x.detach().requires_grad_(True)
+
+        def forward(module: torch.nn.Module = module) -> None:
+            with torch.no_grad():
+                module(x)
+
+        def forward_backward(module: torch.nn.Module = module, leaf: Tensor = leaf) -> None:
+            module(leaf).sum().backward()
+            leaf.grad = None
+            for param in module.parameters():
+                param.grad = None
+
+        calls[(provider, "fwd")] = forward
+        calls[(provider, "fwd+bwd")] = forward_backward
+    times = _round_robin(
+        calls, device, min_time_s=min_time_s, min_repeats=min_repeats, max_repeats=max_repeats
+    )
+    held = {provider: held_bytes_of_module(module, x) for provider, module in modules.items()}
+    peak = {provider: _peak_bytes(calls[(provider, "fwd+bwd")], device) for provider in modules}
+    cells: dict[tuple[str, str], BenchResult] = {}
+    for (provider, pass_name), samples in times.items():
+        q25, median, q75 = _quartiles(samples)
+        cells[(provider, pass_name)] = BenchResult(
+            op=name,
+            provider=provider,
+            dtype=str(dtype).removeprefix("torch."),
+            numel=x.numel(),
+            pass_name=pass_name,
+            median_ms=median,
+            q25_ms=q25,
+            q75_ms=q75,
+            repeats=len(samples),
+            held_bytes_per_element=held[provider] / x.numel(),
+            threads=thread_count,
+            p=rate,
+            extra={
+                "shape": "x".join(map(str, shape)),
+                "held_bytes": str(held[provider]),
+                "peak_bytes": f"{peak[provider]:.0f}",
+            },
+        )
+    for (_, pass_name), cell in cells.items():
+        cell.ratio_to_floor = cell.median_ms / cells[("layer", pass_name)].median_ms
+        cell.ratio_to_torch = cell.median_ms / cells[("torch", pass_name)].median_ms
+    return list(cells.values())
+
+
+def _mib(value: str) -> str:
+    number = float(value)
+    return "-" if math.isnan(number) else f"{number / 2**20:.2f}"
+
+
+def format_learned_table(results: Sequence[BenchResult]) -> str:
+    """One row per (layer, dtype, shape, threads, pass): median ms per provider, dropkit's time
+    over the plain-torch layer's and over the bare layer's, the bytes each holds for backward
+    per input element (dropkit | torch) and, on CUDA, the peak MiB of one fwd+bwd."""
+    header = f"{'layer':<10}{'dtype':<9}{'input':>14}{'thr':>4} {'pass':<8}" + "".join(
+        f"{name:>15}" for name in LEARNED_PROVIDERS
+    )
+    header += f"{'dk/torch':>9}{'dk/layer':>9}  {'held B/el dk|pt':<16}{'peak MiB dk|pt':<16}"
+    lines = [header, "-" * len(header)]
+    rows: dict[tuple[str, str, str, int, str], dict[str, BenchResult]] = {}
+    for r in results:
+        key = (r.op, r.dtype, r.extra.get("shape", str(r.numel)), r.threads, r.pass_name)
+        rows.setdefault(key, {})[r.provider] = r
+    for (op, dtype, shape, threads, pass_name), cells in rows.items():
+        row = f"{op:<10}{dtype:<9}{shape:>14}{threads:>4} {pass_name:<8}"
+        for name in LEARNED_PROVIDERS:
+            cell = cells[name]
+            row += f"{cell.median_ms:>8.2f}±{(cell.q75_ms - cell.q25_ms) / 2:<6.2f}"
+        dk, pt = cells["dropkit"], cells["torch"]
+        held = f"{dk.held_bytes_per_element:.2f}|{pt.held_bytes_per_element:.2f}"
+        peak = f"{_mib(dk.extra['peak_bytes'])}|{_mib(pt.extra['peak_bytes'])}"
+        row += f"{dk.ratio_to_torch:>8.2f}x{dk.ratio_to_floor:>8.2f}x  {held:<16}{peak:<16}"
+        lines.append(row)
+    lines.append("ms: median ± half the inter-quartile range; torch: the same layer in plain "
+                 "torch ops; layer: the bare Linear/Conv2d; held: saved for backward besides "
+                 "the input and parameters, per input element")  # fmt: skip
     return "\n".join(lines)

