@@ -32,6 +32,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from dropkit.functional._checks import (
+    check_nonnegative_int,
+    check_offset,
+    check_p,
+    check_rate_tensor,
+    check_seed,
+    check_shape,
+    check_step,
+)
+
 __all__ = [
     "BERNOULLI_PER_BLOCK",
     "WORDS_PER_BLOCK",
@@ -104,13 +114,6 @@ def philox4x32(
     return c0, c1, c2, c3
 
 
-def _check_int64_range(name: str, value: int, low: int, high_exclusive: int) -> None:
-    if not low <= value < high_exclusive:
-        raise ValueError(
-            f"{name} must be an integer in [{low}, {high_exclusive - 1}] (64 bits), got {value}"
-        )
-
-
 def _as_0d(t: Tensor, dtype: torch.dtype, device: torch.device | str | None) -> Tensor:
     """``t`` as a 0-d tensor of ``dtype`` on ``device``; ``t`` itself when it already is one
     (the common case of a module's buffer: no per-call view or conversion)."""
@@ -124,32 +127,18 @@ def seed_tensor(seed: SeedLike, device: torch.device | str | None = None) -> Ten
 
     Accepts a Python int in ``[0, 2**64)`` or an integer tensor with one element.
     """
+    check_seed(seed)
     if isinstance(seed, Tensor):
-        if seed.dtype not in (torch.int64, torch.int32) or seed.numel() != 1:
-            raise TypeError(
-                f"seed must be an int or a one-element int64 tensor, got a {seed.dtype} tensor "
-                f"of shape {tuple(seed.shape)}"
-            )
         return _as_0d(seed, torch.int64, device)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int in [0, 2**64 - 1] or an int64 tensor, got {seed!r}")
-    _check_int64_range("seed", seed, 0, _UINT64_END)
     signed = seed - _UINT64_END if seed >= 2**63 else seed
     return torch.tensor(signed, dtype=torch.int64, device=device)
 
 
 def step_tensor(step: StepLike, device: torch.device | str | None = None) -> Tensor:
     """A 0-d int64 tensor holding a step counter; Python ints must lie in ``[0, 2**63)``."""
+    check_step(step)
     if isinstance(step, Tensor):
-        if step.dtype not in (torch.int64, torch.int32) or step.numel() != 1:
-            raise TypeError(
-                f"step must be an int or a one-element int64 tensor, got a {step.dtype} tensor "
-                f"of shape {tuple(step.shape)}"
-            )
         return _as_0d(step, torch.int64, device)
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise TypeError(f"step must be a non-negative int or an int64 tensor, got {step!r}")
-    _check_int64_range("step", step, 0, 2**63)
     return torch.tensor(step, dtype=torch.int64, device=device)
 
 
@@ -158,13 +147,17 @@ def draw_seed(generator: torch.Generator | None = None) -> int:
 
     ``torch.manual_seed(s)`` before building a model therefore makes its dropout reproducible.
     """
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
     halves = torch.randint(0, 2**32, (2,), dtype=torch.int64, generator=generator)
     return int(halves[0]) | (int(halves[1]) << 32)
 
 
 def threshold(p: float) -> int:
     """Integer keep threshold ``t = round(float32(p) * 65536)`` for a drop rate ``p``."""
-    p32 = float(torch.tensor(p, dtype=torch.float32))
+    p32 = float(torch.tensor(check_p(p), dtype=torch.float32))
     return round(p32 * THRESHOLD_ONE)
 
 
@@ -198,9 +191,12 @@ def random_words(
 
     Returns an int64 tensor of shape ``(num_blocks, 4)`` with values in ``[0, 2**32)``.
     """
-    if first_block < 0 or num_blocks < 0:
+    check_nonnegative_int(first_block, "first_block")
+    check_nonnegative_int(num_blocks, "num_blocks")
+    if first_block + num_blocks > 2**63:
         raise ValueError(
-            f"first_block and num_blocks must be >= 0, got {first_block} and {num_blocks}"
+            "first_block must be an int >= 0 with first_block + num_blocks <= 2**63, got "
+            f"{first_block} and {num_blocks}"
         )
     seed_t = seed_tensor(seed, device)
     step_t = step_tensor(step, seed_t.device)
@@ -223,8 +219,7 @@ def _element_words(
 ) -> Tensor:
     """The per-element draws (16-bit halves or 32-bit words) for elements
     ``offset .. offset + numel - 1``, as a flat int64 tensor."""
-    if offset < 0:
-        raise ValueError(f"offset must be a non-negative int, got {offset}")
+    check_offset(offset)
     if numel == 0:
         return torch.empty(0, dtype=torch.int64, device=device)
     first_block = offset // per_block
@@ -237,6 +232,7 @@ def _element_words(
 
 
 def _shape_numel(shape: Sequence[int]) -> int:
+    check_shape(shape)
     return math.prod([int(s) for s in shape])  # a list: torch.compile cannot trace a genexpr here
 
 
@@ -260,6 +256,7 @@ def keep_mask(
     """
     halves = _element_words(seed, step, _shape_numel(shape), offset, BERNOULLI_PER_BLOCK, device)
     if isinstance(p, Tensor):
+        check_rate_tensor(p)
         limit = threshold_tensor(p.to(halves.device))
     else:
         limit = torch.tensor(threshold(p), dtype=torch.int64, device=halves.device)
@@ -318,8 +315,7 @@ def normal(
     """Float32 standard normals of ``shape``, as Triton's ``tl.randn4x`` (Box-Muller on word
     pairs (0, 1) and (2, 3) of each block)."""
     numel = _shape_numel(shape)
-    if offset < 0:
-        raise ValueError(f"offset must be a non-negative int, got {offset}")
+    check_offset(offset)
     if numel == 0:
         return torch.empty(tuple(shape), dtype=torch.float32, device=device)
     first_block = offset // WORDS_PER_BLOCK

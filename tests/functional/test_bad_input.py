@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
 import dropkit.functional as F
+from tests.functional.bad_inputs import BadInput, all_cases
 
 X = torch.randn(2, 3, 4)
 
@@ -52,3 +55,12 @@ X = torch.randn(2, 3, 4)
 def test_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("case", all_cases(), ids=lambda case: case.id)
+def test_bad_input_table(case: BadInput) -> None:
+    """Every bad input of the table raises its exception with a message naming the argument,
+    at p = 0 and in eval as well as in training (tests/functional/bad_inputs.py)."""
+    with pytest.raises(case.error, match=case.match) as raised:
+        case.call()
+    assert re.search(rf"\b{re.escape(case.arg)}\b", str(raised.value)), str(raised.value)

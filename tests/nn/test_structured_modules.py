@@ -203,7 +203,7 @@ def test_module_bad_input():
         dropkit.nn.DropBlock2d(0.1, bogus=True)
     with pytest.raises(ValueError, match="0-d tensor"):
         dropkit.nn.DropPath(0.1)(torch.tensor(2.0))
-    with pytest.raises(ValueError, match="p must be in \\[0, 1\\)"):
+    with pytest.raises(ValueError, match="prob must be in \\[0, 1\\)"):
         dropkit.nn.PatchDropout(1.0)
     with pytest.raises(ValueError, match="attn_mask of shape"):
         q = torch.randn(1, 2, 3, 4)

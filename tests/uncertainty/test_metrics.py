@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import dropkit
 from dropkit import uncertainty as U
 
 # Two MC samples, three inputs, two classes.
@@ -164,3 +165,25 @@ def test_bad_inputs():
         U.ood_auroc(torch.ones(3), torch.ones(0))
     with pytest.raises(ValueError, match="probs must have at least 3 dims"):
         U.mutual_information(torch.ones(2, 2, dtype=torch.float64) / 2)
+
+
+def test_logits_given_as_probabilities_get_a_hint():
+    """Logits where probabilities are expected: the message says what it found and how to pass
+    logits (softmax for the metrics, from_logits=True for the sampling reducer)."""
+    logits = torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(0)) * 3
+    with pytest.raises(ValueError, match=r"probs must be probabilities.*got values in \[") as e:
+        U.predictive_entropy(logits)
+    assert "these look like logits" in str(e.value) and "softmax(-1)" in str(e.value)
+    unnormalised = torch.full((4, 3, 5), 0.5)  # in [0, 1] but rows sum to 2.5
+    with pytest.raises(ValueError, match=r"rows that do not sum to 1: logits or unnormalised"):
+        U.mutual_information(unnormalised)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 5), dropkit.nn.Dropout(0.2, seed=0))
+    with pytest.raises(ValueError, match=r"samples must be probabilities") as e:
+        U.sample(model, torch.randn(3, 2), 4, reduce="classification", seed=0)
+    assert "ClassificationReducer(from_logits=True)" in str(e.value)
+    # The hint is right: with from_logits=True the same model reduces fine.
+    summary = U.sample(
+        model, torch.randn(3, 2), 4, reduce=U.ClassificationReducer(from_logits=True), seed=0
+    )
+    assert summary.mean.shape == (3, 5)
+    assert torch.allclose(summary.mean.sum(-1), torch.ones(3, dtype=summary.mean.dtype))

@@ -9,6 +9,7 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
+    check_draw_args,
     check_floating,
     check_offset,
     check_p,
@@ -38,6 +39,7 @@ def adl(
     if x.dim() != 4:
         raise ValueError(f"input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
     gamma = check_p(gamma, "gamma")
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x)
     if not training:
         return x

@@ -13,6 +13,7 @@ from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
     check_dim,
+    check_draw_args,
     check_floating,
     check_offset,
     resolve_seed_step,
@@ -69,6 +70,7 @@ def attention(
     """
     for name, tensor in (("query", query), ("key", key), ("value", value)):
         check_floating(tensor, name)
+    offset = check_draw_args(training, seed, step, offset)
     if query.dim() < 2 or key.dim() != query.dim() or value.dim() != query.dim():
         raise ValueError(
             f"query, key and value must have the same number (>= 2) of dims (..., L, E), got "
@@ -132,6 +134,7 @@ def drop_head(
     if scale not in ("kept", "rate"):
         raise ValueError(f"scale must be 'kept' or 'rate', got {scale!r}")
     head_dim %= x.dim()
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return x
@@ -173,6 +176,7 @@ def drop_key(
     check_floating(scores, "scores")
     if scores.dim() < 2:
         raise ValueError(f"scores must be (..., L, S), got shape {tuple(scores.shape)}")
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, scores)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return scores

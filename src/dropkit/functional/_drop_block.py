@@ -15,8 +15,10 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
+    check_bool,
+    check_draw_args,
     check_floating,
-    check_offset,
+    check_positive_finite,
     resolve_seed_step,
 )
 from dropkit.kernels.reference import compute_dtype, dropout_scale
@@ -92,6 +94,13 @@ def drop_block(
     if scale not in _BLOCK_SCALES:
         raise ValueError(f"scale must be one of {_BLOCK_SCALES}, got {scale!r}")
     requested = check_block_size(block_size, spatial_dims)
+    offset = check_draw_args(training, seed, step, offset)
+    gamma_scale = check_positive_finite(gamma_scale, "gamma_scale")
+    check_bool(inplace, "inplace")
+    if min(x.shape[2:]) < 1:
+        raise ValueError(
+            f"input must have spatial sizes >= 1 for DropBlock, got shape {tuple(x.shape)}"
+        )
     rate = as_rate(p, x)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return x
@@ -100,7 +109,6 @@ def drop_block(
     valid = [s - b + 1 for s, b in zip(spatial, block, strict=True)]
     channels = 1 if couple_channels else int(x.shape[1])
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    offset = check_offset(offset)
     seed_shape = [int(x.shape[0]), channels, *valid]
     gamma = _drop_block_gamma(rate, spatial, block, gamma_scale)
     uniforms = rng.uniform(seed_shape, seed=seed_t, step=step_t, offset=offset, device=x.device)

@@ -13,6 +13,7 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
+    check_draw_args,
     check_floating,
     check_offset,
     resolve_seed_step,
@@ -50,6 +51,7 @@ def _drop_connect(
     check_floating(x)
     check_floating(weight, "weight")
     check_inference(inference, num_samples)
+    offset = check_draw_args(training, seed, step, offset)
     act = activation if activation is not None else (lambda t: t)
     rate = as_rate(p, weight)
     if training:
@@ -129,6 +131,7 @@ def drop_connect_conv(
     Example:
         >>> y = drop_connect_conv(torch.ones(1, 2, 5, 5), torch.ones(3, 2, 3, 3), p=0.5, seed=0)
     """
+    check_floating(weight, "weight")
     if weight.dim() not in (3, 4, 5):
         raise ValueError(f"weight must be 3-, 4- or 5-D (a conv weight), got {weight.dim()}-D")
     conv: Callable[..., Tensor] = (torch_f.conv1d, torch_f.conv2d, torch_f.conv3d)[weight.dim() - 3]

@@ -11,6 +11,7 @@ from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
     check_dim,
+    check_draw_args,
     check_floating,
     check_offset,
     check_p,
@@ -47,6 +48,7 @@ def drop_path(
     if mode not in ("row", "batch"):
         raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
     batch_dim = check_dim(batch_dim, x.dim(), "batch_dim")
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x)
     if not training or (not isinstance(p, Tensor) and p == 0):
         return x
@@ -78,6 +80,8 @@ def drop_path_add(
     Example:
         >>> y = drop_path_add(torch.ones(4, 3), torch.ones(4, 3), 0.5, seed=0)
     """
+    check_floating(x)
+    check_floating(branch, "branch")
     if branch.shape != x.shape:
         raise ValueError(
             f"branch must have the shape of x {tuple(x.shape)}, got {tuple(branch.shape)}"

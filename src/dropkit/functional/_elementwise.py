@@ -12,7 +12,10 @@ from torch import Tensor
 from dropkit import _mc_context, rng
 from dropkit.functional._checks import (
     as_rate,
+    check_bool,
     check_dim,
+    check_distinct_dims,
+    check_draw_args,
     check_floating,
     check_offset,
     resolve_noise_shape,
@@ -93,11 +96,14 @@ def dropout(
         >>> y = dropout(torch.ones(8), 0.5, seed=0)
     """
     check_floating(x)
+    offset = check_draw_args(training, seed, step, offset)
+    check_bool(inplace, "inplace")
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if out is not None:
         out = _check_out(out, x, inplace)
     rate = as_rate(p, x)
+    mask_shape = resolve_noise_shape(noise_shape, x.shape)
     if (not isinstance(p, Tensor) and p == 0 and mode == "inverted") or (
         not training and mode == "inverted"
     ):
@@ -107,7 +113,6 @@ def dropout(
         keep_prob = keep_probability(rng.threshold_tensor(rate), cd)
         y = (x.to(cd) * keep_prob).to(x.dtype)
         return _result(x, y, inplace) if out is None else out.copy_(y)
-    mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     inverted = mode == "inverted"
     records_grad = torch.is_grad_enabled() and x.requires_grad
@@ -130,9 +135,13 @@ def dropout(
 def _channel_mask_shape(
     x: Tensor, keep_dims: Sequence[int | None], names: Sequence[str]
 ) -> list[int | None]:
-    kept = {
-        check_dim(d, x.dim(), n) for d, n in zip(keep_dims, names, strict=True) if d is not None
-    }
+    normalised = [
+        None if d is None else check_dim(d, x.dim(), n)
+        for d, n in zip(keep_dims, names, strict=True)
+    ]
+    # keep_dims is (batch_dim, channel_dim): the channel must not be the batch.
+    check_distinct_dims(normalised[1], normalised[0], (names[1], names[0]))  # type: ignore[arg-type]
+    kept = {d for d in normalised if d is not None}
     return [None if d in kept else 1 for d in range(x.dim())]
 
 
@@ -220,10 +229,11 @@ def gaussian_dropout(
         >>> y = gaussian_dropout(torch.ones(8), 0.2, seed=0)
     """
     check_floating(x)
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x, allow_one=False)
+    mask_shape = resolve_noise_shape(noise_shape, x.shape)
     if not training:
         return x
-    mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     return _mc_context.per_sample(
         x, step_t, mask_shape,
@@ -251,10 +261,12 @@ def alpha_dropout(
         >>> y = alpha_dropout(torch.randn(8), 0.1, seed=0)
     """
     check_floating(x)
+    offset = check_draw_args(training, seed, step, offset)
+    check_bool(inplace, "inplace")
     rate = as_rate(p, x)
+    mask_shape = resolve_noise_shape(noise_shape, x.shape)
     if not training:
         return x
-    mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     y = _mc_context.per_sample(
         x, step_t, mask_shape,

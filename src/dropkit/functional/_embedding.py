@@ -10,6 +10,7 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
+    check_draw_args,
     check_floating,
     check_offset,
     resolve_seed_step,
@@ -42,7 +43,10 @@ def embedding_dropout(
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-D (num_embeddings, dim), got {tuple(weight.shape)}")
     num_embeddings = int(weight.shape[0])
+    offset = check_draw_args(training, seed, step, offset)
     if padding_idx is not None:
+        if isinstance(padding_idx, bool) or not isinstance(padding_idx, int):
+            raise TypeError(f"padding_idx must be an int or None, got {padding_idx!r}")
         if not -num_embeddings <= padding_idx < num_embeddings:
             raise ValueError(
                 f"padding_idx must be in [{-num_embeddings}, {num_embeddings - 1}], "

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.functional._checks import as_rate, check_floating, check_offset, resolve_seed_step
+from dropkit.functional._checks import as_rate, check_draw_args, check_floating, resolve_seed_step
 from dropkit.kernels import _ops
 
 __all__ = ["bias_act_dropout", "bias_act_dropout_add", "bias_dropout_add"]
@@ -53,6 +53,7 @@ def _fused(
     offset: int,
 ) -> Tensor:
     check_floating(x)
+    offset = check_draw_args(training, seed, step, offset)
     _check_operand(bias, "bias", x)
     _check_operand(residual, "residual", x)
     rate = as_rate(p, x)
@@ -61,9 +62,15 @@ def _fused(
         rate = torch.zeros((), dtype=torch.float32, device=x.device)
         seed, step = 0, 0
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    return _ops.bias_act_dropout_add(
-        x, bias, residual, rate, seed_t, step_t, check_offset(offset), activation
-    )
+    return _ops.bias_act_dropout_add(x, bias, residual, rate, seed_t, step_t, offset, activation)
+
+
+def _check_residual(residual: object, op: str) -> None:
+    if not isinstance(residual, Tensor):
+        raise TypeError(
+            f"residual must be a torch.Tensor ({op} adds it), got {type(residual).__name__}; "
+            "without a residual use bias_act_dropout or dropout"
+        )
 
 
 def _check_activation(activation: object) -> str:
@@ -92,6 +99,7 @@ def bias_dropout_add(
     Example:
         >>> y = bias_dropout_add(torch.ones(2, 4), torch.zeros(4), torch.ones(2, 4), 0.5, seed=0)
     """
+    _check_residual(residual, "bias_dropout_add")
     return _fused(x, bias, residual, p, training, "identity", seed, step, offset)
 
 
@@ -135,4 +143,5 @@ def bias_act_dropout_add(
         >>> y = bias_act_dropout_add(x, torch.zeros(4), r, 0.1, "gelu", seed=0)
     """
     activation = _check_activation(activation)  # type: ignore[assignment]
+    _check_residual(residual, "bias_act_dropout_add")
     return _fused(x, bias, residual, p, training, activation, seed, step, offset)

@@ -20,7 +20,13 @@ from torch import Tensor
 from torch.nn import functional as torch_f
 
 from dropkit import _mc_context, rng
-from dropkit.functional._checks import check_floating, check_offset, resolve_seed_step
+from dropkit.functional._checks import (
+    check_dim,
+    check_draw_args,
+    check_floating,
+    check_offset,
+    resolve_seed_step,
+)
 
 __all__ = [
     "KINGMA_C1",
@@ -104,6 +110,33 @@ def check_finite(value: object, name: str) -> float:
     if not math.isfinite(result):
         raise ValueError(f"{name} must be a finite float, got {result}")
     return result
+
+
+def _check_broadcasts(t: Tensor, name: str, shape: Sequence[int], against: str) -> None:
+    try:
+        torch.broadcast_shapes(t.shape, tuple(shape))
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(t.shape)} does not broadcast against {against} of shape "
+            f"{tuple(shape)}"
+        ) from None
+
+
+def _check_shared_dims(shared_dims: object, ndim: int) -> list[int]:
+    if not isinstance(shared_dims, Sequence) or isinstance(shared_dims, str):
+        raise TypeError(
+            f"shared_dims must be a sequence of ints (dimensions of the input), got "
+            f"{type(shared_dims).__name__} {shared_dims!r}"
+        )
+    return [check_dim(d, ndim, "shared_dims") % ndim for d in shared_dims] if ndim else []
+
+
+def _check_regularizer(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a finite float >= 0, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite float >= 0, got {value}")
+    return float(value)
 
 
 # ----------------------------------------------------------------------------- noise
@@ -277,18 +310,13 @@ def concrete_dropout(
     check_floating(x)
     check_floating(p_logit, "p_logit")
     temperature = check_temperature(temperature)
+    offset = check_draw_args(training, seed, step, offset)
+    _check_broadcasts(p_logit, "p_logit", x.shape, "the input")
+    dims = _check_shared_dims(shared_dims, x.dim())
     if not training:
         return x
-    try:
-        torch.broadcast_shapes(p_logit.shape, x.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"p_logit of shape {tuple(p_logit.shape)} does not broadcast against the input of "
-            f"shape {tuple(x.shape)}"
-        ) from None
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    offset = check_offset(offset)
-    noise_shape = _noise_shape(x, [d % x.dim() for d in shared_dims] if x.dim() else [])
+    noise_shape = _noise_shape(x, dims)
     return _sampled(
         x,
         step_t,
@@ -317,6 +345,13 @@ def concrete_regularizer(
     ``per_feature_weights`` each weight column ``W[:, d]`` is divided by its own ``1 - p_d``
     (the weights must then have ``D`` columns: a Linear layer's ``weight``).
     """
+    check_floating(p_logit, "p_logit")
+    weight_regularizer = _check_regularizer(weight_regularizer, "weight_regularizer")
+    dropout_regularizer = _check_regularizer(dropout_regularizer, "dropout_regularizer")
+    if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+        raise ValueError(
+            f"input_dim must be an int >= 1 (the layer's input size), got {input_dim!r}"
+        )
     p = torch.sigmoid(p_logit)
     retain = 1.0 - p
     if per_feature_weights and p_logit.numel() > 1:
@@ -345,6 +380,7 @@ def kl_kingma(log_alpha: Tensor) -> Tensor:
         >>> float(kl_kingma(torch.tensor(0.0)))  # α = 1
         -0.24570927
     """
+    check_floating(log_alpha, "log_alpha")
     alpha = torch.exp(log_alpha)
     return -(0.5 * log_alpha + KINGMA_C1 * alpha + KINGMA_C2 * alpha**2 + KINGMA_C3 * alpha**3)
 
@@ -357,11 +393,27 @@ def kl_molchanov(log_alpha: Tensor) -> Tensor:
         >>> round(float(kl_molchanov(torch.tensor(0.0))), 4)
         0.4124
     """
+    check_floating(log_alpha, "log_alpha")
     return (
         MOLCHANOV_K1
         - MOLCHANOV_K1 * torch.sigmoid(MOLCHANOV_K2 + MOLCHANOV_K3 * log_alpha)
         + 0.5 * torch_f.softplus(-log_alpha)
     )
+
+
+def _check_reparam(x: Tensor, weight: Tensor, variance: Tensor) -> None:
+    check_floating(x)
+    check_floating(weight, "weight")
+    check_floating(variance, "variance")
+    try:
+        fits = torch.broadcast_shapes(variance.shape, weight.shape) == weight.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"variance of shape {tuple(variance.shape)} does not broadcast to the weight's "
+            f"shape {tuple(weight.shape)}"
+        )
 
 
 class _ReparamFunction(torch.autograd.Function):
@@ -448,7 +500,7 @@ def local_reparam_linear(
     Example:
         >>> y = local_reparam_linear(torch.ones(2, 3), torch.ones(4, 3), torch.ones(4, 3), seed=0)
     """
-    check_floating(x)
+    _check_reparam(x, weight, variance)
     variance = variance.expand_as(weight)
     mean = torch_f.linear(x, weight, bias)
     return _reparam(mean, torch_f.linear(x * x, variance), seed, step, offset)
@@ -475,7 +527,7 @@ def local_reparam_conv2d(
         >>> w = torch.ones(2, 1, 3, 3)
         >>> y = local_reparam_conv2d(torch.ones(1, 1, 4, 4), w, w, seed=0)
     """
-    check_floating(x)
+    _check_reparam(x, weight, variance)
     variance = variance.expand_as(weight)
     conv = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     mean = torch_f.conv2d(x, weight, bias, **conv)  # type: ignore[arg-type]
@@ -507,6 +559,8 @@ def standout(
     """
     check_floating(h)
     check_floating(keep_logit, "keep_logit")
+    offset = check_draw_args(training, seed, step, offset)
+    _check_broadcasts(keep_logit, "keep_logit", h.shape, "h")
     if not training:
         return h * torch.sigmoid(keep_logit)
     seed_t, step_t = resolve_seed_step(seed, step, h.device)

@@ -9,6 +9,7 @@ from torch import Tensor
 from dropkit import rng
 from dropkit.functional._checks import (
     as_rate,
+    check_draw_args,
     check_floating,
     check_offset,
     resolve_seed_step,
@@ -47,6 +48,7 @@ def patch_dropout(
             f"num_prefix_tokens must be in [0, {x.shape[1]}] (the sequence length), "
             f"got {num_prefix_tokens}"
         )
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, x, allow_one=False)
     if not training:
         return x, None

@@ -12,7 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from dropkit import rng
-from dropkit.functional._checks import as_rate, check_floating, check_offset, resolve_seed_step
+from dropkit.functional._checks import (
+    as_rate,
+    check_draw_args,
+    check_floating,
+    check_offset,
+    resolve_seed_step,
+)
 from dropkit.kernels import _ops
 from dropkit.kernels.reference import compute_dtype, dropout_scale, keep_probability
 
@@ -62,6 +68,7 @@ def weight_dropout_call(
         >>> out, _ = weight_dropout_call(lstm, ["weight_hh_l0"], 0.5, True, (torch.ones(2, 1, 3),))
     """
     names = check_weight_names(module, weights)
+    offset = check_draw_args(training, seed, step, offset)
     kwargs = kwargs or {}
     if not training:
         return module(*args, **kwargs)
@@ -115,6 +122,7 @@ def zoneout(
         raise ValueError(
             f"h_prev must have the shape of h_new {tuple(h_new.shape)}, got {tuple(h_prev.shape)}"
         )
+    offset = check_draw_args(training, seed, step, offset)
     rate = as_rate(p, h_new)
     if not isinstance(p, Tensor) and p == 0:
         return h_new
@@ -219,6 +227,7 @@ def variational_rnn(
     check_floating(x)
     if mode not in ("lstm", "gru"):
         raise ValueError(f"mode must be 'lstm' or 'gru', got {mode!r}")
+    check_draw_args(training, seed, step, 0)
     if x.dim() != 3:
         raise ValueError(f"input must be 3-D (T, B, H) or (B, T, H), got {tuple(x.shape)}")
     directions = 2 if bidirectional else 1
@@ -339,6 +348,7 @@ def zoneout_cell(
     if not isinstance(cell, (nn.LSTMCell, nn.GRUCell)):
         raise TypeError(f"cell must be an nn.LSTMCell or nn.GRUCell, got {type(cell).__name__}")
     check_floating(x)
+    offset = check_draw_args(training, seed, step, offset)
     as_rate(p_hidden, x, "p_hidden")
     as_rate(p_cell, x, "p_cell")
     batch_shape = x.shape[:-1]

@@ -4,14 +4,26 @@
 
 from __future__ import annotations
 
+from dropkit.functional._checks import check_p
+
 __all__ = ["rate_alias"]
 
 
-def rate_alias(cls: str, rate: float, default: float, alias: str, value: float | None) -> float:
-    """``rate`` (the primary argument), or the keyword alias's ``value`` when given; both given
-    (``rate`` not at its default) is an error naming the alias."""
+def rate_alias(
+    cls: str,
+    rate: float,
+    default: float,
+    alias: str,
+    value: float | None,
+    *,
+    name: str = "p",
+    allow_one: bool = True,
+) -> float:
+    """``rate`` (the primary argument, called ``name``), or the keyword alias's ``value`` when
+    given; both given (``rate`` not at its default) is an error naming the alias. The rate is
+    validated here, so a bad one is reported under the name the caller wrote."""
     if value is None:
-        return rate
+        return check_p(rate, name, allow_one=allow_one)
     if rate != default:
         raise TypeError(f"{cls}: pass the rate once, not also as {alias}= (its alias)")
-    return value
+    return check_p(value, alias, allow_one=allow_one)

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from dropkit import functional as F
 from dropkit.functional._attention import HeadScale
+from dropkit.functional._checks import check_int
 from dropkit.nn._base import DropoutModule
 
 __all__ = ["AttentionDropout", "DropHead", "DropKey"]
@@ -104,7 +105,7 @@ class DropHead(DropoutModule):
         if scale not in ("kept", "rate"):
             raise ValueError(f"scale must be 'kept' or 'rate', got {scale!r}")
         super().__init__(p, seed=seed)
-        self.head_dim = head_dim
+        self.head_dim = check_int(head_dim, "head_dim")
         self.scale: HeadScale = scale
 
     def forward(self, x: Tensor) -> Tensor:

@@ -10,9 +10,15 @@ from torch import Tensor, nn
 
 from dropkit import rng
 from dropkit._checkpoint import claim_step
-from dropkit.functional._checks import check_p
+from dropkit.functional._checks import check_p, check_state_entries
 
 __all__ = ["DropoutModule"]
+
+
+def _check_loaded_state(module: DropoutModule, state_dict: Any, prefix: str, *_: Any) -> None:
+    # Before the copy into the buffers: a rate of 2.0, a step of -7 or a seed of 1.7 (which
+    # copy_ would truncate to 1) is refused with the key named.
+    check_state_entries(state_dict, prefix, allow_rate_one=module.allow_rate_one)
 
 
 class DropoutModule(nn.Module):
@@ -44,6 +50,7 @@ class DropoutModule(nn.Module):
         self.register_buffer("rate", torch.tensor(p, dtype=torch.float32))
         self.register_buffer("seed", rng.seed_tensor(rng.draw_seed() if seed is None else seed))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        self.register_load_state_dict_pre_hook(_check_loaded_state)
 
     @property
     def p(self) -> float:

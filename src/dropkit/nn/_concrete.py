@@ -31,6 +31,22 @@ def _optional_positive(value: float | None, name: str) -> float | None:
     return float(value)
 
 
+def _check_rate_shape(rate_shape: object) -> tuple[int, ...]:
+    sizes = (
+        list(rate_shape)
+        if isinstance(rate_shape, (Sequence, torch.Size)) and not isinstance(rate_shape, str)
+        else None
+    )
+    if sizes is None or any(isinstance(s, bool) or not isinstance(s, int) for s in sizes):
+        raise TypeError(
+            f"rate_shape must be a sequence of ints >= 1 (() for one rate), got "
+            f"{type(rate_shape).__name__} {rate_shape!r}"
+        )
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"rate_shape must be a sequence of ints >= 1, got {rate_shape!r}")
+    return tuple(sizes)
+
+
 class ConcreteDropout(LearnedDropoutModule):
     """Concrete dropout on the input of ``layer`` with a learned rate ``p = σ(p_logit)``.
 
@@ -109,6 +125,7 @@ class ConcreteDropout(LearnedDropoutModule):
         if layer is not None and not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be a torch.nn.Module or None, got {type(layer).__name__}")
         init_p = check_init_rate(init_p)
+        rate_shape = _check_rate_shape(rate_shape)
         self.layer = nn.Identity() if layer is None else layer
         logit = math.log(init_p) - math.log1p(-init_p)
         self.p_logit = nn.Parameter(torch.full(tuple(rate_shape), logit, dtype=torch.float32))
@@ -122,6 +139,8 @@ class ConcreteDropout(LearnedDropoutModule):
         self.weight_regularizer = _optional_positive(weight_regularizer, "weight_regularizer")
         self.dropout_regularizer = _optional_positive(dropout_regularizer, "dropout_regularizer")
         self.regularize_bias = bool(regularize_bias)
+
+    positive_buffers = ("temperature_t",)
 
     #: Dimensions of the input that share one draw (none: elementwise).
     shared_dims: tuple[int, ...] = ()

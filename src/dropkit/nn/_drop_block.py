@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from dropkit import functional as F
+from dropkit.functional._checks import check_positive_finite
 from dropkit.functional._drop_block import BlockScale, check_block_size
 from dropkit.nn._aliases import rate_alias
 from dropkit.nn._base import DropoutModule
@@ -36,7 +37,7 @@ class _DropBlockNd(DropoutModule):
         p: float | None = None,
         **kwargs: Any,
     ) -> None:
-        p = rate_alias(type(self).__name__, drop_prob, 0.1, "p", p)
+        p = rate_alias(type(self).__name__, drop_prob, 0.1, "p", p, name="drop_prob")
         unknown = set(kwargs) - _TIMM_IGNORED_ARGS
         if unknown:
             raise TypeError(
@@ -44,7 +45,7 @@ class _DropBlockNd(DropoutModule):
             )
         super().__init__(p, inplace, seed=seed)
         self.block_size = check_block_size(block_size, self.spatial_dims)
-        self.gamma_scale = float(gamma_scale)
+        self.gamma_scale = check_positive_finite(gamma_scale, "gamma_scale")
         self.with_noise = bool(with_noise)
         self.couple_channels = bool(couple_channels)
         if scale is None:

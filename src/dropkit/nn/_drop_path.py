@@ -6,6 +6,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from dropkit import functional as F
+from dropkit.functional._checks import check_int
 from dropkit.functional._drop_path import DropPathMode
 from dropkit.nn._aliases import rate_alias
 from dropkit.nn._base import DropoutModule
@@ -53,13 +54,13 @@ class DropPath(DropoutModule):
         seed: int | None = None,
         p: float | None = None,
     ) -> None:
-        p = rate_alias("DropPath", drop_prob, 0.0, "p", p)
+        p = rate_alias("DropPath", drop_prob, 0.0, "p", p, name="drop_prob")
         if mode not in ("row", "batch"):
             raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
         super().__init__(p, seed=seed)
         self.scale_by_keep = bool(scale_by_keep)
         self.mode: DropPathMode = mode
-        self.batch_dim = batch_dim
+        self.batch_dim = check_int(batch_dim, "batch_dim")
 
     @property
     def drop_prob(self) -> float:

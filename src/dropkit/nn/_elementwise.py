@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from dropkit import functional as F
+from dropkit.functional._checks import check_dim, check_int, check_noise_shape
 from dropkit.functional._elementwise import DropoutMode
 from dropkit.nn._base import DropoutModule
 
@@ -77,7 +78,7 @@ class Dropout(DropoutModule):
             raise ValueError(f"mode must be one of ('inverted', 'standard'), got {mode!r}")
         super().__init__(p, inplace, seed=seed)
         self.mode: DropoutMode = mode
-        self.noise_shape = None if noise_shape is None else tuple(noise_shape)
+        self.noise_shape = check_noise_shape(noise_shape)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.dropout(
@@ -106,6 +107,8 @@ class _SpatialDropoutNd(DropoutModule):
         seed: int | None = None,
     ) -> None:
         super().__init__(p, inplace, seed=seed)
+        # The range for batched input (the widest); forward checks it against the actual rank.
+        check_dim(channel_dim, self.spatial_dims + 2, "channel_dim")
         self.channel_dim = channel_dim
 
     def forward(self, x: Tensor) -> Tensor:
@@ -220,7 +223,7 @@ class LockedDropout(DropoutModule):
         self, p: float = 0.5, inplace: bool = False, *, time_dim: int = 0, seed: int | None = None
     ) -> None:
         super().__init__(p, inplace, seed=seed)
-        self.time_dim = time_dim
+        self.time_dim = check_int(time_dim, "time_dim")
 
     def forward(self, x: Tensor) -> Tensor:
         return F.locked_dropout(

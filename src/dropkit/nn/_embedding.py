@@ -56,6 +56,13 @@ class EmbeddingDropout(DropoutModule):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(p, seed=seed)
+        if padding_idx is not None and not (
+            isinstance(padding_idx, int) and -num_embeddings <= padding_idx < num_embeddings
+        ):
+            raise ValueError(
+                f"padding_idx must be None or an int in [{-num_embeddings}, "
+                f"{num_embeddings - 1}], got {padding_idx!r}"
+            )
         template = nn.Embedding(
             num_embeddings, embedding_dim, padding_idx, device=device, dtype=dtype
         )

@@ -3,13 +3,26 @@ a report of its current rates."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from dropkit import rng
 from dropkit._checkpoint import claim_step
+from dropkit.functional._checks import check_bool, check_state_entries, check_state_floats
 
 __all__ = ["LearnedDropoutModule"]
+
+
+def _check_loaded_state(
+    module: LearnedDropoutModule, state_dict: Any, prefix: str, *_: Any
+) -> None:
+    # Before the copy into the buffers: a negative step, a float seed, a temperature of 0.
+    check_state_entries(state_dict, prefix)
+    check_state_floats(
+        state_dict, prefix, positive=module.positive_buffers, finite=module.finite_buffers
+    )
 
 
 class LearnedDropoutModule(nn.Module):
@@ -41,6 +54,11 @@ class LearnedDropoutModule(nn.Module):
         self.register_buffer("seed", rng.seed_tensor(rng.draw_seed() if seed is None else seed))
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
         self.mc = False
+        self.register_load_state_dict_pre_hook(_check_loaded_state)
+
+    #: Float buffers that ``load_state_dict`` checks: > 0 and finite, or finite.
+    positive_buffers: tuple[str, ...] = ()
+    finite_buffers: tuple[str, ...] = ()
 
     @property
     def sampling(self) -> bool:
@@ -49,7 +67,7 @@ class LearnedDropoutModule(nn.Module):
 
     def set_mc_mode(self, enabled: bool) -> bool:
         """Keep sampling in eval mode (see :func:`dropkit.mc_mode`); returns the old setting."""
-        previous, self.mc = self.mc, bool(enabled)
+        previous, self.mc = self.mc, check_bool(enabled, "enabled")
         return previous
 
     def next_step(self) -> Tensor:

@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from dropkit import functional as F
+from dropkit.functional._checks import check_nonnegative_int
 from dropkit.nn._aliases import rate_alias
 from dropkit.nn._base import DropoutModule
 
@@ -59,8 +60,10 @@ class PatchDropout(DropoutModule):
         seed: int | None = None,
         p: float | None = None,
     ) -> None:
-        super().__init__(rate_alias("PatchDropout", prob, 0.5, "p", p), seed=seed)
-        self.num_prefix_tokens = num_prefix_tokens
+        super().__init__(
+            rate_alias("PatchDropout", prob, 0.5, "p", p, name="prob", allow_one=False), seed=seed
+        )
+        self.num_prefix_tokens = check_nonnegative_int(num_prefix_tokens, "num_prefix_tokens")
         self.ordered = bool(ordered)
         self.return_indices = bool(return_indices)
 

@@ -69,6 +69,7 @@ class Standout(LearnedDropoutModule):
     """
 
     technique = "standout"
+    finite_buffers = ("alpha", "beta")
     alpha: Tensor
     beta: Tensor
     mean_keep: Tensor
@@ -88,6 +89,10 @@ class Standout(LearnedDropoutModule):
         if layer is not None and not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be a torch.nn.Module or None, got {type(layer).__name__}")
         self.layer = nn.Identity() if layer is None else layer
+        if activation is not None and not isinstance(activation, nn.Module):
+            raise TypeError(
+                f"activation must be a torch.nn.Module or None, got {type(activation).__name__}"
+            )
         if activation is None:
             activation = nn.Identity() if layer is None else nn.ReLU()
         self.activation = activation

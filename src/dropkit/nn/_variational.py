@@ -100,6 +100,15 @@ class _LinearMixin:
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
 
+def _conv_pair(value: object, name: str, low: int) -> tuple[int, int]:
+    pair = _pair(value)
+    if len(pair) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < low for v in pair
+    ):
+        raise ValueError(f"{name} must be an int >= {low} or a pair of them, got {value!r}")
+    return pair
+
+
 class _Conv2dMixin:
     in_channels: int
     out_channels: int
@@ -144,8 +153,12 @@ class _Conv2dMixin:
                 f"groups must divide in_channels and out_channels, got {groups} for "
                 f"{in_channels} and {out_channels}"
             )
-        self.kernel_size = _pair(kernel_size)
-        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
+        self.kernel_size = _conv_pair(kernel_size, "kernel_size", 1)
+        self.stride, self.dilation = (
+            _conv_pair(stride, "stride", 1),
+            _conv_pair(dilation, "dilation", 1),
+        )
+        self.padding = _conv_pair(padding, "padding", 0)
         return (out_channels, in_channels // groups, *self.kernel_size)
 
     def _shape_repr(self) -> str:
@@ -347,6 +360,10 @@ class _SparseVD(_WeightLayer):
             log_sigma2 = log_sigma2_at_rate(check_init_rate(init_p), self.weight.detach())
         self.log_sigma2 = nn.Parameter(log_sigma2)
         self.threshold = check_finite(threshold, "threshold")
+        if not isinstance(log_alpha_clip, (tuple, list)) or len(log_alpha_clip) != 2:
+            raise ValueError(
+                f"log_alpha_clip must be (low, high) with low < high, got {log_alpha_clip!r}"
+            )
         low, high = (check_finite(v, "log_alpha_clip") for v in log_alpha_clip)
         if not low < high:
             raise ValueError(

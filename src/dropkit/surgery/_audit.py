@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 import dropkit.nn as dk
+from dropkit.functional._checks import check_module
 from dropkit.surgery._convert import is_dropout_like
 from dropkit.surgery._functional import FunctionalDropoutRouter
 from dropkit.surgery._learned import learned_findings
@@ -170,6 +171,7 @@ def audit(model: nn.Module, example_input: Any) -> AuditReport:
         Li, Chen, Hu & Yang, "Understanding the Disharmony between Dropout and Batch
         Normalization by Variance Shift", CVPR 2019.
     """
+    check_module(model)
     report = AuditReport()
     findings = report.findings
     snapshot = _snapshot(model)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 import dropkit.nn as dk
 from dropkit import _techniques
 from dropkit._patterns import ModuleSelector, matches, no_match_error
-from dropkit.functional._checks import check_p
+from dropkit.functional._checks import check_module, check_p, check_seed
 from dropkit.schedules._scheduler import rate_modules, set_module_rate
 from dropkit.surgery._registry import Direction, lookup
 
@@ -75,6 +75,7 @@ class ConversionReport:
 def site_seed(seed: int, name: str) -> int:
     """A 64-bit seed for the dropout site ``name`` derived from a model-wide ``seed``: stable
     across runs and processes, distinct per site."""
+    check_seed(seed)
     digest = hashlib.blake2b(f"{seed}:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
@@ -112,12 +113,20 @@ def _replace(root: nn.Module, path: str, new: nn.Module) -> nn.Module:
     return root
 
 
+def _check_model_and_seed(model: object, seed: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if seed is not None:
+        check_seed(seed)
+
+
 def _surgery(
     model: nn.Module,
     direction: Direction,
     strict: bool,
     seed: int | None,
 ) -> ConversionReport:
+    _check_model_and_seed(model, seed)
     plan: list[tuple[str, nn.Module, nn.Module]] = []
     report = ConversionReport(model)
     device = _device_of(model)
@@ -310,6 +319,7 @@ def insert(
         >>> [row[0] for row in insert(model, after=torch.nn.ReLU, p=0.2).converted]
         ['1_dropout']
     """
+    _check_model_and_seed(model, seed)
     p = check_p(p)
     named = {n: m for n, m in model.named_modules() if n and not is_dropout_like(m)}
     selected = [n for n, m in named.items() if matches(after, n, m)]
@@ -431,6 +441,7 @@ def set_rates(
         Srivastava et al., "Dropout: A Simple Way to Prevent Neural Networks from
         Overfitting", JMLR 2014 (rates by position).
     """
+    check_module(model)
     candidates = rate_modules(model)
     if isinstance(rates, str):
         if rates != "presets":

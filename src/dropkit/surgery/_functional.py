@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 import dropkit.functional as dkf
-from dropkit.functional._checks import check_p
+from dropkit.functional._checks import check_module, check_p
 from dropkit.nn._base import DropoutModule
 from dropkit.surgery._convert import site_seed
 from dropkit.surgery._registry import register_unsupported
@@ -241,6 +241,7 @@ def route_functional(model: nn.Module, *, seed: int | None = None) -> Functional
         >>> router.report().splitlines()[0]
         'routed 1 functional dropout call site(s)'
     """
+    check_module(model)
     if hasattr(model, ROUTER_NAME):
         raise ValueError(f"model already has a {ROUTER_NAME!r} router; call unroute_functional")
     router = FunctionalDropoutRouter(seed=seed)

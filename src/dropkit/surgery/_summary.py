@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropkit.functional._checks import check_module
 from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.surgery._convert import is_dropout_like
 from dropkit.surgery._functional import FunctionalDropoutRouter
@@ -122,6 +123,7 @@ def summary(
         >>> [(s.path, s.technique, s.after) for s in summary(model, print_table=False)]
         [('1', 'Dropout', 'Linear (0)')]
     """
+    check_module(model)
     if example_input is not None:
         with torch.no_grad():
             events, _ = _trace(model, example_input)

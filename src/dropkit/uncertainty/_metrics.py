@@ -55,24 +55,44 @@ def _check_samples(samples: object, name: str, min_dim: int) -> Tensor:
     return samples.to(torch.float64)
 
 
-def check_probabilities(probs: Tensor, name: str = "probs") -> Tensor:
+def _check_batch(values: Tensor, name: str) -> None:
+    """Metrics that average over the batch are NaN on an empty one: refuse it."""
+    if values.shape[1] == 0:
+        raise ValueError(
+            f"{name} must have a non-empty batch (B >= 1) to average over, got shape "
+            f"{tuple(values.shape)}"
+        )
+
+
+_SOFTMAX_HINT = "apply .softmax(-1) to logits first"
+
+
+def check_probabilities(
+    probs: Tensor, name: str = "probs", *, logits_hint: str = _SOFTMAX_HINT
+) -> Tensor:
     """Raise unless ``probs`` holds probabilities over its last dim (each in [0, 1], summing
-    to 1 within a dtype-dependent tolerance); return it."""
+    to 1 within a dtype-dependent tolerance); return it. The message says what was found
+    (values outside [0, 1], or rows not summing to 1: logits, most likely) and
+    ``logits_hint``, the way to pass logits where the caller has one (``from_logits=True``)."""
     if not isinstance(probs, Tensor) or not probs.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor of probabilities")
+    if not probs.numel():
+        return probs
     tolerance = max(1e-4, 50 * torch.finfo(probs.dtype).eps)
     values = probs.to(torch.float64)
-    if probs.numel() and (
-        not bool(torch.isfinite(values).all())
-        or float(values.min()) < -tolerance
-        or float(values.max()) > 1 + tolerance
-        or float((values.sum(-1) - 1).abs().max()) > tolerance
-    ):
-        raise ValueError(
-            f"{name} must be probabilities over the last dim (in [0, 1], summing to 1 within "
-            f"{tolerance:g}); apply softmax to logits first"
-        )
-    return probs
+    low, high = float(values.min()), float(values.max())
+    if not bool(torch.isfinite(values).all()):
+        found = "non-finite values"
+    elif low < -tolerance or high > 1 + tolerance:
+        found = f"values in [{low:.4g}, {high:.4g}]: these look like logits"
+    elif float((values.sum(-1) - 1).abs().max()) > tolerance:
+        found = "rows that do not sum to 1: logits or unnormalised scores?"
+    else:
+        return probs
+    raise ValueError(
+        f"{name} must be probabilities over the last dim (in [0, 1], summing to 1 within "
+        f"{tolerance:g}), got {found}; {logits_hint}"
+    )
 
 
 def _probability_samples(probs: Tensor, name: str = "probs") -> Tensor:
@@ -116,6 +136,10 @@ def _check_tau(tau: float) -> float:
 
 def entropy(probs: Tensor) -> Tensor:
     r"""Shannon entropy in nats over the last dim, :math:`-\sum_c p_c \log p_c` (0 log 0 = 0)."""
+    return _entropy(check_probabilities(probs))
+
+
+def _entropy(probs: Tensor) -> Tensor:
     return -torch.special.xlogy(probs, probs).sum(-1)
 
 
@@ -127,19 +151,19 @@ def predictive_mean(samples: Tensor) -> Tensor:
 def predictive_entropy(probs: Tensor) -> Tensor:
     r"""Entropy of the predictive mean, :math:`H[\bar p]`, shaped ``(B, ...)``: total
     uncertainty."""
-    return entropy(_probability_samples(probs).to(torch.float64).mean(0))
+    return _entropy(_probability_samples(probs).to(torch.float64).mean(0))
 
 
 def expected_entropy(probs: Tensor) -> Tensor:
     r"""Mean entropy of the samples, :math:`\frac{1}{S}\sum_s H[p_s]`: aleatoric part."""
-    return entropy(_probability_samples(probs).to(torch.float64)).mean(0)
+    return _entropy(_probability_samples(probs).to(torch.float64)).mean(0)
 
 
 def mutual_information(probs: Tensor) -> Tensor:
     r"""BALD's mutual information between prediction and weights,
     :math:`H[\bar p] - \frac{1}{S}\sum_s H[p_s]` (Houlsby et al. 2011): epistemic part, >= 0."""
     values = _probability_samples(probs).to(torch.float64)
-    return (entropy(values.mean(0)) - entropy(values).mean(0)).clamp_min(0)
+    return (_entropy(values.mean(0)) - _entropy(values).mean(0)).clamp_min(0)
 
 
 def variation_ratio(probs: Tensor) -> Tensor:
@@ -152,6 +176,7 @@ def variation_ratio(probs: Tensor) -> Tensor:
 def negative_log_likelihood(probs: Tensor, labels: Tensor, *, eps: float = 1e-12) -> Tensor:
     r"""Mean NLL of the labels under the predictive mean, :math:`-\frac{1}{B}\sum_b \log
     \bar p_{b, y_b}` (probabilities clamped at ``eps``), in nats."""
+    _check_batch(_probability_samples(probs), "probs")
     mean = _probability_samples(probs).to(torch.float64).mean(0)
     labels = _check_labels(labels, probs)
     picked = mean.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
@@ -161,6 +186,7 @@ def negative_log_likelihood(probs: Tensor, labels: Tensor, *, eps: float = 1e-12
 def brier_score(probs: Tensor, labels: Tensor) -> Tensor:
     r"""Mean Brier score of the predictive mean, :math:`\frac{1}{B}\sum_b \sum_c (\bar p_{bc} -
     [y_b = c])^2` (Brier 1950), in [0, 2]."""
+    _check_batch(_probability_samples(probs), "probs")
     mean = _probability_samples(probs).to(torch.float64).mean(0)
     labels = _check_labels(labels, probs)
     one_hot = torch.nn.functional.one_hot(labels, mean.shape[-1]).to(torch.float64)
@@ -200,6 +226,7 @@ def reliability_diagram(
     (Nixon et al. 2019), with each bin's bounds its lowest and highest confidence.
     """
     _check_bins(n_bins, binning)
+    _check_batch(_probability_samples(probs), "probs")
     mean = _probability_samples(probs).to(torch.float64).mean(0)
     labels = _check_labels(labels, probs).reshape(-1)
     confidence, predicted = mean.reshape(-1, mean.shape[-1]).max(-1)
@@ -319,6 +346,7 @@ def gaussian_log_likelihood(
     """
     values = _check_samples(samples, "samples", 2)
     tau = _check_tau(tau)
+    _check_batch(values, "samples")
     targets = _check_targets(targets, values)
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be one of ('mean', 'none'), got {reduction!r}")
@@ -335,6 +363,7 @@ def rmse(samples: Tensor, targets: Tensor) -> Tensor:
     r"""Root mean squared error of the predictive mean, :math:`\sqrt{\frac{1}{B}\sum_b
     (\bar y_b - y_b)^2}`, in the targets' units."""
     values = _check_samples(samples, "samples", 2)
+    _check_batch(values, "samples")
     targets = _check_targets(targets, values)
     return ((values.mean(0) - targets) ** 2).mean().sqrt()
 
@@ -359,6 +388,7 @@ def interval_calibration(
     predictive :math:`\mathcal{N}(\bar y, \tau^{-1} + \mathrm{Var}_s[y_s])`, with
     :math:`z_q = \Phi^{-1}(\tfrac12 + \tfrac q2)`, for each nominal level ``q``."""
     values = _check_samples(samples, "samples", 2)
+    _check_batch(values, "samples")
     targets = _check_targets(targets, values)
     level_t = torch.tensor(list(levels), dtype=torch.float64)
     if level_t.numel() == 0 or bool(((level_t <= 0) | (level_t >= 1)).any()):

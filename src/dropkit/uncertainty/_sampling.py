@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from dropkit import _mc_context
+from dropkit.functional._checks import check_seed
 from dropkit.nn._base import DropoutModule
 from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.uncertainty._mc_mode import is_mc_capable, mc_mode
@@ -88,6 +89,12 @@ class ClassificationSummary(NamedTuple):
     variation_ratio: Tensor
 
 
+_FROM_LOGITS_HINT = (
+    "for a model that outputs logits pass reduce=ClassificationReducer(from_logits=True), "
+    "or end the model with a softmax"
+)
+
+
 class ClassificationReducer:
     """Streams class probabilities (last dim = classes) into a :class:`ClassificationSummary`.
 
@@ -108,7 +115,11 @@ class ClassificationReducer:
 
         self.dtype = chunk.dtype
         values = chunk.to(torch.float64)
-        probs = values.softmax(-1) if self.from_logits else check_probabilities(values, "samples")
+        probs = (
+            values.softmax(-1)
+            if self.from_logits
+            else check_probabilities(values, "samples", logits_hint=_FROM_LOGITS_HINT)
+        )
         votes = torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).sum(0)
         if self.sum_probs is None or self.sum_entropy is None or self.votes is None:
             self.sum_probs = probs.sum(0)
@@ -269,8 +280,9 @@ def sample(
         raise TypeError("x must be a tensor with a leading batch dimension")
     samples = _check_positive_int(samples, "samples")
     batch_budget = _check_positive_int(batch_budget, "batch_budget")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64 - 1], got {seed!r}")
+    if isinstance(seed, Tensor) or seed is None:
+        raise TypeError(f"seed must be an int in [0, 2**64 - 1], got {seed!r}")
+    check_seed(seed)
     if not any(is_mc_capable(m) for m in model.modules()):
         raise ValueError(
             "model has no dropkit dropout module (dropkit.nn.DropoutModule or MCCapable): MC "
