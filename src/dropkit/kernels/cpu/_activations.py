@@ -24,6 +24,7 @@ from numba.core.extending import intrinsic, overload
 from dropkit.kernels.cpu._storage import bits_from_float32, float32_from_bits
 
 __all__ = [
+    "ACTIVATIONS",
     "GELU",
     "GELU_SCALAR",
     "GELU_TANH",
@@ -40,6 +41,8 @@ __all__ = [
     "gelu_tanh_backward",
     "gelu_tanh_scalar",
     "gelu_tanh_scalar_backward",
+    "identity",
+    "identity_backward",
     "relu",
     "relu_backward",
     "silu",
@@ -462,6 +465,30 @@ def gelu_tanh_scalar_backward(g: Any, h: Any) -> Any:
 def silu_scalar_backward(g: Any, h: Any) -> Any:
     sigmoid = _ONE / (_ONE + math.exp(-h))
     return g * sigmoid * _fma(h, _ONE - sigmoid, _ONE)  # type: ignore[call-arg]
+
+
+@njit(inline="always")
+def identity(h: Any) -> Any:
+    return h
+
+
+@njit(inline="always")
+def identity_backward(g: Any, h: Any) -> Any:
+    return g
+
+
+#: ``(code, activation, its backward)`` of every activation code: the fused kernels' loops are
+#: specialised from this table (the last entry also serves any other code).
+ACTIVATIONS = (
+    (GELU, gelu, gelu_backward),
+    (GELU_TANH, gelu_tanh, gelu_tanh_backward),
+    (RELU, relu, relu_backward),
+    (SILU, silu, silu_backward),
+    (GELU_SCALAR, gelu_scalar, gelu_scalar_backward),
+    (GELU_TANH_SCALAR, gelu_tanh_scalar, gelu_tanh_scalar_backward),
+    (SILU_SCALAR, silu_scalar, silu_scalar_backward),
+    (IDENTITY, identity, identity_backward),
+)
 
 
 @njit(inline="always")

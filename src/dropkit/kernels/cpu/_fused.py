@@ -12,30 +12,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from dropkit.kernels.cpu._activations import (
-    GELU,
-    GELU_SCALAR,
-    GELU_TANH,
-    GELU_TANH_SCALAR,
-    RELU,
-    SILU,
-    SILU_SCALAR,
-    gelu,
-    gelu_backward,
-    gelu_scalar,
-    gelu_scalar_backward,
-    gelu_tanh,
-    gelu_tanh_backward,
-    gelu_tanh_scalar,
-    gelu_tanh_scalar_backward,
-    relu,
-    relu_backward,
-    silu,
-    silu_backward,
-    silu_scalar,
-    silu_scalar_backward,
-    tail_code,
-)
+from dropkit.kernels.cpu._activations import ACTIVATIONS, tail_code
 from dropkit.kernels.cpu._philox import (
     BERNOULLI_PER_BLOCK,
     CHUNK_BLOCKS,
@@ -70,53 +47,79 @@ _JIT: dict[str, Any] = {
 }
 
 
-@njit(inline="always")
-def _forward_segment(
-    xs: Any, bs: Any, rs: Any, outs: Any, draws: Any, threshold: Any, scale: Any, activation: int
-) -> None:
-    """``out = r + (keep ? act(x + b) * scale : 0)`` over one contiguous segment; one loop per
-    activation so that each is a straight-line, vectorisable body."""
-    zero = scale - scale
-    if activation == GELU:
+# -- the per-activation loops, one specialised copy per activation -------------------------------
+# Each loop is compiled for one activation (a closure over it), so its body is straight-line
+# code that LLVM vectorises; a segment picks its activation's loop by code (:func:`_dispatch`).
+# The loops are not inline="always": numba's IR inliner cannot resolve a closure's free
+# overloaded function (the activations); LLVM inlines the calls instead. They take the kernels'
+# options but ``cache``: they are cached as part of the kernels that call them.
+_LOOP_JIT = {name: value for name, value in _JIT.items() if name != "cache"}
+
+
+def _forward_loop(activation: Any) -> Any:
+    """``out = r + (keep ? act(x + b) * scale : 0)`` over one contiguous segment."""
+
+    @njit(**_LOOP_JIT)
+    def forward_loop(
+        xs: Any, bs: Any, rs: Any, outs: Any, draws: Any, threshold: Any, scale: Any
+    ) -> None:
+        zero = scale - scale
         for k in range(xs.size):
-            kept = gelu(load(xs[k]) + bs[k]) * scale
+            kept = activation(load(xs[k]) + bs[k]) * scale
             dropped = kept if np.uint32(draws[k]) >= threshold else zero
             outs[k] = to_storage(load(rs[k]) + dropped, outs)
-    elif activation == GELU_TANH:
-        for k in range(xs.size):
-            kept = gelu_tanh(load(xs[k]) + bs[k]) * scale
-            dropped = kept if np.uint32(draws[k]) >= threshold else zero
-            outs[k] = to_storage(load(rs[k]) + dropped, outs)
-    elif activation == RELU:
-        for k in range(xs.size):
-            kept = relu(load(xs[k]) + bs[k]) * scale
-            dropped = kept if np.uint32(draws[k]) >= threshold else zero
-            outs[k] = to_storage(load(rs[k]) + dropped, outs)
-    elif activation == SILU:
-        for k in range(xs.size):
-            kept = silu(load(xs[k]) + bs[k]) * scale
-            dropped = kept if np.uint32(draws[k]) >= threshold else zero
-            outs[k] = to_storage(load(rs[k]) + dropped, outs)
-    elif activation == GELU_SCALAR:
-        for k in range(xs.size):
-            kept = gelu_scalar(load(xs[k]) + bs[k]) * scale
-            dropped = kept if np.uint32(draws[k]) >= threshold else zero
-            outs[k] = to_storage(load(rs[k]) + dropped, outs)
-    elif activation == GELU_TANH_SCALAR:
-        for k in range(xs.size):
-            kept = gelu_tanh_scalar(load(xs[k]) + bs[k]) * scale
-            dropped = kept if np.uint32(draws[k]) >= threshold else zero
-            outs[k] = to_storage(load(rs[k]) + dropped, outs)
-    elif activation == SILU_SCALAR:
-        for k in range(xs.size):
-            kept = silu_scalar(load(xs[k]) + bs[k]) * scale
-            dropped = kept if np.uint32(draws[k]) >= threshold else zero
-            outs[k] = to_storage(load(rs[k]) + dropped, outs)
-    else:
-        for k in range(xs.size):
-            kept = (load(xs[k]) + bs[k]) * scale
-            dropped = kept if np.uint32(draws[k]) >= threshold else zero
-            outs[k] = to_storage(load(rs[k]) + dropped, outs)
+
+    return forward_loop
+
+
+def _backward_loop(derivative: Any) -> Any:
+    """``gh = act'(x + b) * (keep ? g * scale : 0)`` into ``grad_xs`` (rounded) and, if
+    ``accumulate``, ``sums[k] += gh`` (unrounded), over one contiguous segment."""
+
+    @njit(**_LOOP_JIT)
+    def backward_loop(
+        gs: Any, xs: Any, bs: Any, grad_xs: Any, sums: Any, draws: Any, threshold: Any,
+        scale: Any, accumulate: bool,
+    ) -> None:  # fmt: skip
+        zero = scale - scale
+        for k in range(gs.size):
+            kept = load(gs[k]) * scale
+            gh = derivative(kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k])
+            grad_xs[k] = to_storage(gh, grad_xs)
+            if accumulate:
+                sums[k] += gh
+
+    return backward_loop
+
+
+def _dispatch(loops: tuple[tuple[int, Any], ...]) -> Any:
+    """``segment(code, args)``: calls the loop of ``code`` in ``loops`` on the tuple ``args``
+    (the last loop for any code not listed before it). A chain of inlined tests, as the ``if``
+    ladder it replaces."""
+    (code, loop), rest = loops[0], loops[1:]
+    if not rest:
+
+        @njit(inline="always")
+        def last(activation: int, args: Any) -> None:
+            loop(*args)
+
+        return last
+    others = _dispatch(rest)
+
+    @njit(inline="always")
+    def segment(activation: int, args: Any) -> None:
+        if activation == code:
+            loop(*args)
+        else:
+            others(activation, args)
+
+    return segment
+
+
+#: ``_forward_segment(code, (xs, bs, rs, outs, draws, threshold, scale))`` and
+#: ``_backward_segment(code, (gs, xs, bs, grad_xs, sums, draws, threshold, scale, accumulate))``.
+_forward_segment = _dispatch(tuple((code, _forward_loop(f)) for code, f, _ in ACTIVATIONS))
+_backward_segment = _dispatch(tuple((code, _backward_loop(d)) for code, _, d in ACTIVATIONS))
 
 
 @njit(**_JIT)
@@ -158,11 +161,11 @@ def forward_span(
             code = activation if at < vector_end else tail_code(activation)
             if at < vector_end:
                 length = min(length, vector_end - at)
-            _forward_segment(
+            _forward_segment(code, (
                 x[at : at + length], bias[bias_at : bias_at + length],
                 residual[residual_at : residual_at + length], out[at : at + length],
-                halves[skip + done : skip + done + length], threshold, scale, code,
-            )  # fmt: skip
+                halves[skip + done : skip + done + length], threshold, scale,
+            ))  # fmt: skip
             done += length
         i += count
 
@@ -191,94 +194,6 @@ def forward(
                 x, bias, residual, out, lo, hi, offset, key, threshold, scale, activation,
                 vector_end,
             )  # fmt: skip
-
-
-@njit(inline="always")
-def _backward_segment(
-    gs: Any,
-    xs: Any,
-    bs: Any,
-    grad_xs: Any,
-    sums: Any,
-    draws: Any,
-    threshold: Any,
-    scale: Any,
-    activation: int,
-    accumulate: bool,
-) -> None:
-    """``gh = act'(x + b) * (keep ? g * scale : 0)`` into ``grad_xs`` (rounded) and, if
-    ``accumulate``, ``sums[k] += gh`` (unrounded)."""
-    zero = scale - scale
-    if activation == GELU:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = gelu_backward(
-                kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k]
-            )
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
-    elif activation == GELU_TANH:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = gelu_tanh_backward(
-                kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k]
-            )
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
-    elif activation == RELU:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = relu_backward(
-                kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k]
-            )
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
-    elif activation == SILU:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = silu_backward(
-                kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k]
-            )
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
-    elif activation == GELU_SCALAR:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = gelu_scalar_backward(
-                kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k]
-            )
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
-    elif activation == GELU_TANH_SCALAR:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = gelu_tanh_scalar_backward(
-                kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k]
-            )
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
-    elif activation == SILU_SCALAR:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = silu_scalar_backward(
-                kept if np.uint32(draws[k]) >= threshold else zero, load(xs[k]) + bs[k]
-            )
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
-    else:
-        for k in range(gs.size):
-            kept = load(gs[k]) * scale
-            gh = kept if np.uint32(draws[k]) >= threshold else zero
-            grad_xs[k] = to_storage(gh, grad_xs)
-            if accumulate:
-                sums[k] += gh
 
 
 @njit(**_JIT)
@@ -320,11 +235,11 @@ def backward_span(
             code = activation if at < vector_end else tail_code(activation)
             if at < vector_end:
                 length = min(length, vector_end - at)
-            _backward_segment(
+            _backward_segment(code, (
                 grad[at : at + length], x[at : at + length], bias[bias_at : bias_at + length],
                 grad_x[at : at + length], sums[bias_at : bias_at + length],
-                halves[skip + done : skip + done + length], threshold, scale, code, accumulate,
-            )  # fmt: skip
+                halves[skip + done : skip + done + length], threshold, scale, accumulate,
+            ))  # fmt: skip
             done += length
         i += count
 
