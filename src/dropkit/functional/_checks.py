@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from dropkit import rng
+from dropkit.kernels._dispatch import note_host_rate
 
 __all__ = [
     "as_rate",
@@ -32,7 +34,8 @@ def check_p(p: object, name: str = "p", *, allow_one: bool = True) -> float:
     return value
 
 
-def _check_rate_tensor(rate: Tensor, name: str, allow_one: bool) -> None:
+def _check_rate_tensor(rate: Tensor, name: str, allow_one: bool) -> float | None:
+    """Validate a rate tensor; its value where it was read (CPU, eager), else None."""
     if not rate.is_floating_point() or rate.numel() != 1:
         raise TypeError(
             f"{name} must be a float or a one-element floating tensor, got a {rate.dtype} tensor "
@@ -40,15 +43,30 @@ def _check_rate_tensor(rate: Tensor, name: str, allow_one: bool) -> None:
         )
     # Reading the value needs a host sync: only do it where it is free (CPU, eager).
     if rate.device.type == "cpu" and not torch.compiler.is_compiling():
-        check_p(float(rate), name, allow_one=allow_one)
+        return check_p(float(rate), name, allow_one=allow_one)
+    return None
 
 
 def as_rate(p: float | Tensor, x: Tensor, name: str = "p", *, allow_one: bool = True) -> Tensor:
-    """The rate as a 0-d float32 tensor on ``x``'s device, validated."""
+    """The rate as a 0-d float32 tensor on ``x``'s device, validated. On the CPU the value is
+    recorded for the backend (:func:`dropkit.kernels._dispatch.note_host_rate`): the call reads
+    it on the host once at most."""
     if isinstance(p, Tensor):
-        _check_rate_tensor(p, name, allow_one)
-        return rng._as_0d(p, torch.float32, x.device)
-    return torch.tensor(check_p(p, name, allow_one=allow_one), dtype=torch.float32, device=x.device)
+        value = _check_rate_tensor(p, name, allow_one)
+        rate = rng._as_0d(p, torch.float32, x.device)
+        if value is not None and rate.device.type == "cpu":
+            note_host_rate(rate, value if p.dtype == torch.float32 else _float32(value))
+        return rate
+    value = check_p(p, name, allow_one=allow_one)
+    rate = torch.tensor(value, dtype=torch.float32, device=x.device)
+    if rate.device.type == "cpu" and not torch.compiler.is_compiling():
+        note_host_rate(rate, _float32(value))
+    return rate
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32 (what the rate tensor holds)."""
+    return float(struct.unpack("f", struct.pack("f", value))[0])
 
 
 def check_floating(x: object, name: str = "input") -> Tensor:

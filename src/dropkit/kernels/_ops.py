@@ -6,6 +6,11 @@ The elementwise ops take ``(x, rate, seed, step, offset, mask_shape, *params)`` 
 group ``j`` drawn with ``step[j]`` exactly as a separate call on that group would draw it, and
 ``mask_shape`` is one group's mask shape (see :func:`dropkit.kernels._dispatch.run`).
 
+The draw ops return the draws themselves (a keep mask, uniforms, normals of ``mask_shape``) for
+the techniques that shape a mask of their own; ``drop_key`` is DropKey's
+``where(keep, scores, lowest)``, whose backward regenerates the mask (no logits-sized mask is
+saved).
+
 The fused ops compute ``residual + dropout(act(x + bias))`` and its backward with the mask
 ``dropout`` draws for ``x``'s shape. Autograd saves the 0-d ``rate``, ``seed`` and ``step``
 (cloned), the bias (a parameter-sized tensor: its shape sets the bias gradient's reduction) and
@@ -23,9 +28,11 @@ from torch import Tensor
 from dropkit.kernels import _dispatch
 from dropkit.kernels._dispatch import Epilogue
 from dropkit.kernels._registry import (
+    draws_op,
     elementwise_op,
     elementwise_out_op,
     register_op,
+    save_rng,
 )
 from dropkit.kernels._spec import (
     ALPHA_DROPOUT,
@@ -35,6 +42,9 @@ from dropkit.kernels._spec import (
     DROPOUT,
     DROPOUT_UNSCALED,
     GAUSSIAN_DROPOUT,
+    KEEP_MASK,
+    NORMAL_NOISE,
+    UNIFORM_NOISE,
     Draw,
 )
 
@@ -43,10 +53,14 @@ __all__ = [
     "alpha_dropout_backward",
     "bias_act_dropout_add",
     "bias_act_dropout_backward",
+    "drop_key",
     "dropout",
     "dropout_out",
     "gaussian_dropout",
+    "keep_mask",
+    "normal_noise",
     "snapshot",
+    "uniform_noise",
 ]
 
 
@@ -188,4 +202,56 @@ bias_act_dropout_add = register_op(
     setup=_fused_setup,
     backward=_fused_backward,
     differentiable=(0, 1, 2),
+).public
+
+
+# -- the draws of structured techniques, and DropKey ----------------------------------------------
+
+keep_mask = draws_op(
+    "keep_mask",
+    "The bool keep mask of ``mask_shape``: 16-bit halves at least ``round(rate * 65536)``",
+    KEEP_MASK,
+    torch.bool,
+)
+uniform_noise = draws_op(
+    "uniform_noise",
+    "Float32 uniforms in [0, 1) of ``mask_shape``, as :func:`dropkit.rng.uniform`",
+    UNIFORM_NOISE,
+    torch.float32,
+)
+normal_noise = draws_op(
+    "normal_noise",
+    "Float32 standard normals of ``mask_shape``, as :func:`dropkit.rng.normal`",
+    NORMAL_NOISE,
+    torch.float32,
+)
+
+
+def _drop_key_body(scores: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int) -> Tensor:
+    keep = keep_mask(rate, seed, step, offset, list(scores.shape))
+    lowest = torch.tensor(torch.finfo(scores.dtype).min, dtype=scores.dtype, device=scores.device)
+    return torch.where(keep, scores, lowest)
+
+
+def _drop_key_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    _, rate, seed, step, offset = inputs
+    save_rng(ctx, rate, seed, step)
+    ctx.offset = offset
+
+
+def _drop_key_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    # d/dscores where(keep, scores, lowest) = where(keep, grad, 0): unscaled dropout of grad
+    # with the forward's mask, regenerated from the counter.
+    rate, seed, step = ctx.saved_tensors
+    grad_scores = dropout(grad, rate, seed, step, ctx.offset, list(grad.shape), False)
+    return grad_scores, None, None, None, None
+
+
+drop_key = register_op(
+    "drop_key",
+    "(Tensor scores, Tensor rate, Tensor seed, Tensor step, SymInt offset) -> Tensor",
+    _drop_key_body,
+    doc="DropKey: ``where(keep, scores, finfo(dtype).min)``; backward regenerates the mask",
+    setup=_drop_key_setup,
+    backward=_drop_key_backward,
 ).public

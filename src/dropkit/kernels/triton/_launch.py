@@ -327,19 +327,8 @@ class TritonBackend:
                 target.copy_(fallback(part, part_step))
         return out
 
-    def run(
-        self,
-        spec: OpSpec,
-        x: Tensor,
-        draw: Draw,
-        out: Tensor | None = None,
-        epilogue: Epilogue | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    def run(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None = None) -> Tensor:
         """``spec`` into ``out`` (``x`` itself for in-place; None: a new tensor)."""
-        if epilogue is not None:
-            if spec.epilogue == "bias_act_backward":
-                return self._bias_act_dropout_backward(spec, x, draw, epilogue)
-            return self._bias_act_dropout_add(spec, x, draw, epilogue)
         rate, seed, step, offset, mask_shape = draw
         constants: Sequence[Tensor]
         if spec.draw == "normal":
@@ -352,6 +341,18 @@ class TritonBackend:
             return self._reference.elementwise(spec, part, draw._replace(step=part_step), None)
 
         return self._run(x, op, seed, step, offset, mask_shape, rate, constants, fallback, out)
+
+    def draws(self, spec: OpSpec, draw: Draw) -> Tensor:
+        """The keep mask from the kernel (integer compare: the reference's bits); uniforms and
+        normals from the reference (Triton's normals are a few ulps off the reference's)."""
+        rate, seed, step, offset, mask_shape = draw
+        numel = math.prod(mask_shape)
+        if spec.draw != "bernoulli" or step.dim() != 0 or numel == 0:
+            return self._reference.draws(spec, draw)
+        target = torch.empty(numel, dtype=torch.uint8, device=seed.device)
+        scale = self.tables(seed.device).scale
+        _launch_contiguous(target, target, numel, offset, seed, step, rate, [scale] * 3, OP_KEEP)
+        return target.view(torch.bool).reshape(tuple(mask_shape))
 
     # -- fused ops ----------------------------------------------------------------------------
 
@@ -375,13 +376,11 @@ class TritonBackend:
             return operand, n, INDEX_FULL
         return operand, period, INDEX_WRAP_ONCE if period >= TILE else INDEX_MODULO
 
-    def _bias_act_dropout_add(
-        self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue
-    ) -> Tensor:
+    def bias_act_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
         rate, seed, step, offset, _ = draw
         bias, residual, activation = epilogue.bias, epilogue.residual, epilogue.activation
         if not self._fusable(bias, residual):
-            return self._reference._bias_act_dropout_add(spec, x, draw, epilogue)
+            return self._reference.bias_act_add(spec, x, draw, epilogue)
         n = x.numel()
         dense = x.contiguous()
         out = torch.empty_like(dense)
@@ -401,13 +400,13 @@ class TritonBackend:
         )  # fmt: skip
         return out if dense is x else torch.empty_like(x).copy_(out)
 
-    def _bias_act_dropout_backward(
+    def bias_act_backward(
         self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
     ) -> tuple[Tensor, Tensor]:
         rate, seed, step, offset, _ = draw
         x, bias, activation = epilogue.input, epilogue.bias, epilogue.activation
         if not self._fusable(x, bias) or (x is None and activation != "identity"):
-            return self._reference._bias_act_dropout_backward(spec, grad, draw, epilogue)
+            return self._reference.bias_act_backward(spec, grad, draw, epilogue)
         n = grad.numel()
         dense_grad = grad.contiguous()
         grad_h = torch.empty_like(dense_grad)
