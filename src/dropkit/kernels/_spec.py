@@ -38,6 +38,8 @@ __all__ = [
     "BIAS_ACT_DROPOUT_BACKWARD",
     "DROPOUT",
     "DROPOUT_UNSCALED",
+    "DROP_PATH_ADD",
+    "DROP_PATH_ADD_UNSCALED",
     "GAUSSIAN_DROPOUT",
     "SPECS",
     "Draw",
@@ -139,7 +141,9 @@ class OpSpec:
             the op has its own backward (the fused ops).
         grouped: whether the op takes a 1-D ``step`` (dim-0 groups, one step each).
         epilogue: the fused epilogue, or None: ``"bias_act_add"``
-            (``residual + dropout(act(x + bias))``) or ``"bias_act_backward"`` (its gradients).
+            (``residual + dropout(act(x + bias))``), ``"bias_act_backward"`` (its gradients)
+            or ``"residual_add"`` (``residual + op(x)``, the op's result rounded to ``x``'s
+            dtype before the add: the bits of the two-op composition).
     """
 
     name: str
@@ -148,7 +152,7 @@ class OpSpec:
     affine: bool = False
     backward: str | None = None
     grouped: bool = True
-    epilogue: Literal["bias_act_add", "bias_act_backward"] | None = None
+    epilogue: Literal["bias_act_add", "bias_act_backward", "residual_add"] | None = None
 
 
 DROPOUT = OpSpec("dropout", "bernoulli", _scale_only(_scaled), backward="dropout")
@@ -182,6 +186,24 @@ BIAS_ACT_DROPOUT_BACKWARD = OpSpec(
     grouped=False,
     epilogue="bias_act_backward",
 )
+# Stochastic depth fused with its residual add: residual + dropout(branch) with a per-sample
+# (or whole-batch) mask; the gradient with respect to the branch is dropout's with that mask.
+DROP_PATH_ADD = OpSpec(
+    "drop_path_add",
+    "bernoulli",
+    _scale_only(_scaled),
+    backward="dropout",
+    grouped=False,
+    epilogue="residual_add",
+)
+DROP_PATH_ADD_UNSCALED = OpSpec(
+    "drop_path_add_unscaled",
+    "bernoulli",
+    _scale_only(_unscaled),
+    backward="dropout_unscaled",
+    grouped=False,
+    epilogue="residual_add",
+)
 
 #: Every primitive op by name.
 SPECS: dict[str, OpSpec] = {
@@ -194,5 +216,7 @@ SPECS: dict[str, OpSpec] = {
         GAUSSIAN_DROPOUT,
         BIAS_ACT_DROPOUT_ADD,
         BIAS_ACT_DROPOUT_BACKWARD,
+        DROP_PATH_ADD,
+        DROP_PATH_ADD_UNSCALED,
     )
 }

@@ -122,10 +122,21 @@ class ReferenceBackend:
     ) -> Tensor | tuple[Tensor, Tensor]:
         """``spec`` on ``x`` into ``out`` (a new tensor if None; may be ``x`` itself)."""
         if epilogue is not None:
+            if spec.epilogue == "residual_add":
+                return self.residual_add(spec, x, draw, epilogue)
             if spec.epilogue == "bias_act_backward":
                 return self._bias_act_dropout_backward(spec, x, draw, epilogue)
             return self._bias_act_dropout_add(spec, x, draw, epilogue)
         return self.elementwise(spec, x, draw, out)
+
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + op(x)``: the elementwise op rounded to ``x``'s dtype, then PyTorch's
+        add (the two-op composition's bits, e.g. ``x + drop_path(branch)``)."""
+        if epilogue.residual is None:
+            raise ValueError(f"dropkit op {spec.name!r} needs a residual")
+        residual = epilogue.residual
+        dropped = self.elementwise(spec, x, draw, None)
+        return torch.add(residual, dropped, out=torch.empty_like(residual))
 
     def elementwise(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None) -> Tensor:
         """``out = keep ? x * a (+ b) : dropped`` (Bernoulli) or ``x * (1 + a * n)`` (normal)

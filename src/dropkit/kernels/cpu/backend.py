@@ -265,6 +265,8 @@ class CPUBackend(ReferenceBackend):
         epilogue: Epilogue | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         if epilogue is not None:
+            if spec.epilogue == "residual_add":
+                return self.residual_add(spec, x, draw, epilogue)
             if spec.epilogue == "bias_act_backward":
                 return self._bias_act_dropout_backward(spec, x, draw, epilogue)
             return self._bias_act_dropout_add(spec, x, draw, epilogue)
