@@ -143,3 +143,27 @@ def test_export_sees_one_op():
     exported = torch.export.export(Block(), (torch.randn(4, 3), torch.randn(4, 3)))
     targets = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
     assert sum("dropkit.drop_path_add" in t for t in targets) == 1, targets
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+def test_fast_paths_do_not_fall_back_and_keep_nan_out_of_dropped_samples(backend, monkeypatch):
+    if backend == "triton":
+        pytest.importorskip("triton")
+    from dropkit.kernels.reference import ReferenceBackend
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("ran the reference lowering")
+
+    x, branch, _ = _inputs((16, 300), torch.bfloat16)
+    x, branch = x.detach(), branch.detach()
+    branch[:, 0] = float("nan")
+    with kernels.use_backend("reference"):
+        expected = x + F.drop_path(branch, 0.5, seed=4, step=1)
+    monkeypatch.setattr(ReferenceBackend, "residual_add", no_fallback)
+    with kernels.use_backend(backend):
+        got = F.drop_path_add(x, branch, 0.5, seed=4, step=1)
+    # A dropped sample outputs the residual exactly (select, not multiply: no NaN leaks); a
+    # kept one is NaN where the branch is (NaN payloads may differ between libraries).
+    torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
+    dropped = ~torch.isnan(got[:, 0])
+    assert 0 < int(dropped.sum()) < 16 and torch.equal(got[dropped], x[dropped])
