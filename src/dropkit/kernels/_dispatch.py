@@ -120,6 +120,10 @@ class Backend(Protocol):
         """Its gradients with respect to ``x + bias`` and to the bias (``"bias_act_backward"``)."""
         ...
 
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + op(x)`` (epilogue ``"residual_add"``: fused stochastic depth)."""
+        ...
+
 
 _BACKENDS: dict[str, Backend] = {}
 # Backends whose module is imported on first use (keeps triton & co. off the import path).
@@ -188,7 +192,7 @@ class _Unavailable:
     def _unavailable(self, *args: object) -> NoReturn:
         raise NotImplementedError(f"dropkit backend {self.name!r} is unavailable")
 
-    run = draws = bias_act_add = bias_act_backward = _unavailable
+    run = draws = bias_act_add = bias_act_backward = residual_add = _unavailable
 
 
 def _resolve(name: str) -> Backend | None:
@@ -318,6 +322,8 @@ def run(
     if spec.epilogue is not None:
         if epilogue is None:
             raise TypeError(f"dropkit op {spec.name!r} needs its epilogue operands")
+        if spec.epilogue == "residual_add":
+            return backend.residual_add(spec, x, draw, epilogue)
         if spec.epilogue == "bias_act_backward":
             return backend.bias_act_backward(spec, x, draw, epilogue)
         return backend.bias_act_add(spec, x, draw, epilogue)

@@ -39,6 +39,8 @@ from dropkit.kernels._spec import (
     ALPHA_DROPOUT_BACKWARD,
     BIAS_ACT_DROPOUT_ADD,
     BIAS_ACT_DROPOUT_BACKWARD,
+    DROP_PATH_ADD,
+    DROP_PATH_ADD_UNSCALED,
     DROPOUT,
     DROPOUT_UNSCALED,
     GAUSSIAN_DROPOUT,
@@ -54,6 +56,7 @@ __all__ = [
     "bias_act_dropout_add",
     "bias_act_dropout_backward",
     "drop_key",
+    "drop_path_add",
     "dropout",
     "dropout_out",
     "gaussian_dropout",
@@ -254,4 +257,55 @@ drop_key = register_op(
     doc="DropKey: ``where(keep, scores, finfo(dtype).min)``; backward regenerates the mask",
     setup=_drop_key_setup,
     backward=_drop_key_backward,
+).public
+
+
+# -- fused: residual + dropout(branch) with a broadcast (per-sample) mask: stochastic depth ------
+
+
+def _drop_path_add_body(
+    x: Tensor,
+    branch: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+) -> Tensor:
+    draw = Draw(rate, seed, step, offset, mask_shape)
+    if step.dim() != 0:  # MC sampling's dim-0 groups: dropout takes them, then the add
+        dropped = _dispatch.run(DROPOUT if scale else DROPOUT_UNSCALED, branch, draw)
+        return torch.add(x, dropped, out=torch.empty_like(x))  # type: ignore[arg-type]
+    spec = DROP_PATH_ADD if scale else DROP_PATH_ADD_UNSCALED
+    epilogue = Epilogue("identity", None, residual=x)
+    return _dispatch.run(spec, branch, draw, None, epilogue)  # type: ignore[return-value]
+
+
+def _drop_path_add_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    _, _, rate, seed, step, offset, mask_shape, scale = inputs
+    save_rng(ctx, rate, seed, step)
+    ctx.offset, ctx.mask_shape, ctx.scale = offset, mask_shape, scale
+
+
+def _drop_path_add_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    rate, seed, step = ctx.saved_tensors
+    needs_x, needs_branch = ctx.needs_input_grad[:2]
+    grad_branch = None
+    if needs_branch:  # linear in the branch: dropout of the gradient with the same mask
+        grad_branch = dropout(grad, rate, seed, step, ctx.offset, ctx.mask_shape, ctx.scale)
+    return grad if needs_x else None, grad_branch, None, None, None, None, None, None
+
+
+drop_path_add = register_op(
+    "drop_path_add",
+    "(Tensor x, Tensor branch, Tensor rate, Tensor seed, Tensor step, SymInt offset, "
+    "SymInt[] mask_shape, bool scale) -> Tensor",
+    _drop_path_add_body,
+    doc="``x + where(keep, branch * s, 0)`` with a mask of ``mask_shape`` (one element per "
+    "sample) broadcast over ``branch``, ``s = 1 / (1 - p_eff)`` if ``scale`` else 1; the "
+    "dropped branch is rounded to its dtype before the add, as the two-op composition",
+    setup=_drop_path_add_setup,
+    backward=_drop_path_add_backward,
+    differentiable=(0, 1),
 ).public

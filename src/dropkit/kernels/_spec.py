@@ -43,6 +43,8 @@ __all__ = [
     "BIAS_ACT_DROPOUT_BACKWARD",
     "DROPOUT",
     "DROPOUT_UNSCALED",
+    "DROP_PATH_ADD",
+    "DROP_PATH_ADD_UNSCALED",
     "GAUSSIAN_DROPOUT",
     "KEEP_MASK",
     "NORMAL_NOISE",
@@ -148,7 +150,9 @@ class OpSpec:
             the op has its own backward (the fused ops).
         grouped: whether the op takes a 1-D ``step`` (dim-0 groups, one step each).
         epilogue: the fused epilogue, or None: ``"bias_act_add"``
-            (``residual + dropout(act(x + bias))``) or ``"bias_act_backward"`` (its gradients).
+            (``residual + dropout(act(x + bias))``), ``"bias_act_backward"`` (its gradients)
+            or ``"residual_add"`` (``residual + op(x)``, the op's result rounded to ``x``'s
+            dtype before the add: the bits of the two-op composition).
         draws_only: the op returns its draws of ``draw.mask_shape`` (a bool keep mask, or
             float32 uniforms or normals) instead of applying them to an input; ``constants``
             and ``affine`` are unused.
@@ -160,7 +164,7 @@ class OpSpec:
     affine: bool = False
     backward: str | None = None
     grouped: bool = True
-    epilogue: Literal["bias_act_add", "bias_act_backward"] | None = None
+    epilogue: Literal["bias_act_add", "bias_act_backward", "residual_add"] | None = None
     draws_only: bool = False
 
 
@@ -203,6 +207,24 @@ UNIFORM_NOISE = OpSpec(
 NORMAL_NOISE = OpSpec(
     "normal_noise", "normal", _scale_only(_unscaled), grouped=False, draws_only=True
 )
+# Stochastic depth fused with its residual add: residual + dropout(branch) with a per-sample
+# (or whole-batch) mask; the gradient with respect to the branch is dropout's with that mask.
+DROP_PATH_ADD = OpSpec(
+    "drop_path_add",
+    "bernoulli",
+    _scale_only(_scaled),
+    backward="dropout",
+    grouped=False,
+    epilogue="residual_add",
+)
+DROP_PATH_ADD_UNSCALED = OpSpec(
+    "drop_path_add_unscaled",
+    "bernoulli",
+    _scale_only(_unscaled),
+    backward="dropout_unscaled",
+    grouped=False,
+    epilogue="residual_add",
+)
 
 #: Every primitive op by name.
 SPECS: dict[str, OpSpec] = {
@@ -218,5 +240,7 @@ SPECS: dict[str, OpSpec] = {
         KEEP_MASK,
         UNIFORM_NOISE,
         NORMAL_NOISE,
+        DROP_PATH_ADD,
+        DROP_PATH_ADD_UNSCALED,
     )
 }

@@ -130,6 +130,15 @@ class ReferenceBackend:
             return self.uniform(seed, step, offset, mask_shape)
         return self.normal(seed, step, offset, mask_shape)
 
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + op(x)``: the elementwise op rounded to ``x``'s dtype, then PyTorch's
+        add (the two-op composition's bits, e.g. ``x + drop_path(branch)``)."""
+        if epilogue.residual is None:
+            raise ValueError(f"dropkit op {spec.name!r} needs a residual")
+        residual = epilogue.residual
+        dropped = self.elementwise(spec, x, draw, None)
+        return torch.add(residual, dropped, out=torch.empty_like(residual))
+
     def elementwise(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None) -> Tensor:
         """``out = keep ? x * a (+ b) : dropped`` (Bernoulli) or ``x * (1 + a * n)`` (normal)
         in the compute dtype, rounded once to ``x``'s dtype."""

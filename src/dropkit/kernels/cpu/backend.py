@@ -682,6 +682,53 @@ class CPUBackend(ReferenceBackend):
 
         return self._guarded(fast, slow)
 
+    # -- residual + drop_path(x): stochastic depth fused with its residual add ------------------
+
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """One pass over contiguous ``x`` and ``residual`` of one dtype, for a mask with at most
+        one non-1 dim (one element per sample, or one for the batch), drawn first (it is
+        small); anything else runs on the reference."""
+        rate, seed, step, offset, mask_shape = draw
+        residual = epilogue.residual
+        wide = [dim for dim, size in enumerate(mask_shape) if size != 1]
+
+        def slow() -> Tensor:
+            return ReferenceBackend.residual_add(self, spec, x, draw, epilogue)
+
+        if (
+            residual is None
+            or step.dim() != 0
+            or x.numel() == 0
+            or len(wide) > 1
+            or len(mask_shape) != x.dim()
+            or residual.shape != x.shape
+            or residual.dtype != x.dtype
+            or not (x.is_contiguous() and residual.is_contiguous())
+        ):
+            return slow()
+        n = x.numel()
+        row_len = math.prod(x.shape[wide[0] + 1 :]) if wide else n
+        threshold = _threshold(rate)
+        scale = _scalar(_constants(spec, threshold, compute_dtype(x.dtype))[0], x.dtype)
+        out = _memory.fresh(torch.empty_like(x))
+        source, residual_source, target = _flat_array(x), _flat_array(residual), _flat_array(out)
+
+        def fast() -> Tensor:
+            keep = np.empty(math.prod(mask_shape), np.bool_)
+            _philox.keep_span(keep, offset, _philox_key(seed, step), np.uint32(threshold))
+            self._parallel(
+                n,
+                lambda: _fused.residual_add_rows(
+                    source, residual_source, target, keep, row_len, scale, 0, n // row_len
+                ),
+                lambda parts: _fused.residual_add(
+                    source, residual_source, target, keep, row_len, scale, parts
+                ),
+            )
+            return out
+
+        return self._guarded(fast, slow)
+
 
 #: A periodic operand (bias, or a residual of ``x``'s trailing shape) is tiled to at least this
 #: many elements, so the fused kernels' inner loops run over long contiguous segments.

@@ -356,6 +356,51 @@ class TritonBackend:
 
     # -- fused ops ----------------------------------------------------------------------------
 
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + op(x)`` for a mask with at most one non-1 dim (stochastic depth: one
+        element per sample, or one for the batch): the mask drawn into ``mask_numel`` bytes,
+        then one pass over rows that share a mask element. Other masks, a 1-D step or mixed
+        dtypes run on the reference."""
+        rate, seed, step, offset, mask_shape = draw
+        residual = epilogue.residual
+        wide = [dim for dim, size in enumerate(mask_shape) if size != 1]
+        if (
+            residual is None
+            or residual.dtype != x.dtype
+            or residual.shape != x.shape
+            or step.dim() != 0
+            or len(wide) > 1
+            or len(mask_shape) != x.dim()
+        ):
+            return self._reference.residual_add(spec, x, draw, epilogue)
+        out = torch.empty_like(residual)
+        n = x.numel()
+        if n == 0:
+            return out
+        mask_numel = math.prod(mask_shape)
+        row_len = math.prod(x.shape[wide[0] + 1 :]) if wide else n
+        (a,) = self.tables(x.device).of(spec)
+        keep = torch.empty(mask_numel, dtype=torch.uint8, device=x.device)
+        _launch_contiguous(keep, keep, mask_numel, offset, seed, step, rate, [a] * 3, OP_KEEP)
+        dense = (
+            out
+            if out.is_contiguous()
+            else torch.empty_like(out, memory_format=torch.contiguous_format)
+        )
+        per_element = row_len < ROWS_MIN_LEN
+        if per_element:
+            block, chunks, programs = STRIDED_TILE, 1, triton.cdiv(n, STRIDED_TILE)
+        else:
+            block = ROWS_TILES[0] if row_len < ROWS_TILES[1] else ROWS_TILES[1]
+            chunks = triton.cdiv(row_len, block)
+            programs = n // row_len * chunks
+        K.residual_add_kernel[(programs,)](
+            x.contiguous(), residual.contiguous(), dense, keep, n, row_len, chunks, mask_numel,
+            rate, a, PER_ELEMENT=per_element, BLOCK=block,
+            num_warps=2 if block == ROWS_TILES[0] else 8, **_launch_options(),
+        )  # fmt: skip
+        return out if dense is out else out.copy_(dense)
+
     def _fusable(self, *operands: Tensor | None) -> bool:
         return all(t is None or t.dtype in SUPPORTED_DTYPES for t in operands)
 
