@@ -6,6 +6,9 @@
 #   benchmarks/gpu_check.sh --no-compile    # skip the torch.compile providers (faster)
 #   benchmarks/gpu_check.sh --parity-only
 #
+# The parity phase is the table of tests/kernels/parity.py (pytest not needed). Without a GPU:
+#   PYTHONPATH=src python benchmarks/gpu_check.py --dry-run   # every phase, tiny sizes, CPU
+#
 # Needs python3 with torch, triton and a CUDA device; run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,6 @@
 """Per-op calls on a backend object, spelled as the ops' own signatures, through
-``backend.run(spec, x, draw, out)``: the tests call one backend directly, bypassing dispatch."""
+``backend.run(spec, x, draw, out)`` (the fused ops through their epilogue methods, the draw
+ops through ``draws``): the tests call one backend directly, bypassing dispatch."""
 
 from __future__ import annotations
 
@@ -42,13 +43,17 @@ class OpCalls:
     def gaussian_dropout(self, x: Tensor, *draw: Any) -> Tensor:
         return self._run("gaussian_dropout", x, draw)
 
+    def draws(self, op: str, *draw: Any) -> Tensor:
+        """A draw op (``keep_mask``, ``uniform_noise``, ``normal_noise``)."""
+        return self.backend.draws(SPECS[op], Draw(*draw))
+
     def bias_act_dropout_add(
         self, x: Tensor, bias: Any, residual: Any, rate: Any, seed: Any, step: Any, offset: int,
         activation: str,
     ) -> Tensor:  # fmt: skip
         draw = Draw(rate, seed, step, offset, x.shape)
         epilogue = Epilogue(activation, bias, residual)
-        return self.backend.run(SPECS["bias_act_dropout_add"], x, draw, None, epilogue)  # type: ignore[return-value]
+        return self.backend.bias_act_add(SPECS["bias_act_dropout_add"], x, draw, epilogue)
 
     def bias_act_dropout_backward(
         self, grad: Tensor, x: Any, bias: Any, rate: Any, seed: Any, step: Any, offset: int,
@@ -57,4 +62,4 @@ class OpCalls:
         draw = Draw(rate, seed, step, offset, grad.shape)
         epilogue = Epilogue(activation, bias, input=x)
         spec = SPECS["bias_act_dropout_backward"]
-        return self.backend.run(spec, grad, draw, None, epilogue)  # type: ignore[return-value]
+        return self.backend.bias_act_backward(spec, grad, draw, epilogue)

@@ -27,9 +27,21 @@ class _RecordingBackend:
     def supports(self, spec, x: torch.Tensor) -> bool:
         return spec.name != UNSUPPORTED.name and x.dtype in self.supported_dtypes
 
-    def run(self, spec, x, draw, out=None, epilogue=None):
+    def run(self, spec, x, draw, out=None):
         self.calls.append(spec.name)
-        return self._reference.run(spec, x, draw, out, epilogue)
+        return self._reference.run(spec, x, draw, out)
+
+    def draws(self, spec, draw):
+        self.calls.append(spec.name)
+        return self._reference.draws(spec, draw)
+
+    def bias_act_add(self, spec, x, draw, epilogue):
+        self.calls.append(spec.name)
+        return self._reference.bias_act_add(spec, x, draw, epilogue)
+
+    def bias_act_backward(self, spec, grad, draw, epilogue):
+        self.calls.append(spec.name)
+        return self._reference.bias_act_backward(spec, grad, draw, epilogue)
 
 
 # An op the recording backend does not run.

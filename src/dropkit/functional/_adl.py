@@ -15,6 +15,7 @@ from dropkit.functional._checks import (
     check_p,
     resolve_seed_step,
 )
+from dropkit.kernels import _ops
 
 __all__ = ["adl"]
 
@@ -48,6 +49,6 @@ def adl(
     peak = attention.amax(dim=(2, 3), keepdim=True)
     drop_mask = (attention < gamma * peak).to(x.dtype)
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    draw = rng.uniform((1,), seed=seed_t, step=step_t, offset=check_offset(offset), device=x.device)
+    draw = _ops.uniform_noise(seed_t, step_t, check_offset(offset), [1])
     use_drop_mask = draw.reshape(()) < rate
     return x * torch.where(use_drop_mask, drop_mask, importance)

@@ -19,7 +19,7 @@ from dropkit.functional._checks import (
     resolve_seed_step,
 )
 from dropkit.kernels import _ops
-from dropkit.kernels.reference import compute_dtype, dropout_scale
+from dropkit.kernels._spec import compute_dtype, dropout_scale
 
 __all__ = ["attention", "drop_head", "drop_key"]
 
@@ -140,10 +140,7 @@ def drop_head(
         return x
     batch, heads = int(x.shape[0]), int(x.shape[head_dim])
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    keep = rng.keep_mask(
-        (batch, heads), rate, seed=seed_t, step=step_t, offset=check_offset(offset),
-        device=x.device,
-    )  # fmt: skip
+    keep = _ops.keep_mask(rate, seed_t, step_t, check_offset(offset), [batch, heads])
     cd = compute_dtype(x.dtype)
     if scale == "kept":
         kept_heads = keep.sum(dim=1, keepdim=True).to(cd)
@@ -181,9 +178,5 @@ def drop_key(
     if not training or (not isinstance(p, Tensor) and p == 0):
         return scores
     seed_t, step_t = resolve_seed_step(seed, step, scores.device)
-    keep = rng.keep_mask(
-        scores.shape, rate, seed=seed_t, step=step_t, offset=check_offset(offset),
-        device=scores.device,
-    )  # fmt: skip
-    lowest = torch.tensor(torch.finfo(scores.dtype).min, dtype=scores.dtype, device=scores.device)
-    return torch.where(keep, scores, lowest)
+    # The keep mask is regenerated in backward from (seed, step, offset): none is saved.
+    return _ops.drop_key(scores, rate, seed_t, step_t, check_offset(offset))

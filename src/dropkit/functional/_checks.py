@@ -13,6 +13,7 @@ seed is bad at ``p = 0`` too. This module imports nothing from dropkit at import
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
+from dropkit.kernels._dispatch import note_host_rate
 
 __all__ = [
     "as_rate",
@@ -68,8 +70,9 @@ def check_p(p: object, name: str = "p", *, allow_one: bool = True) -> float:
     return value
 
 
-def check_rate_tensor(rate: Tensor, name: str = "p", allow_one: bool = True) -> None:
-    """Validate a rate tensor: one floating element; its value too where that is free."""
+def check_rate_tensor(rate: Tensor, name: str = "p", allow_one: bool = True) -> float | None:
+    """Validate a rate tensor: one floating element; its value too where that is free.
+    Returns the value where it was read (CPU, eager), else None."""
     if not rate.is_floating_point() or rate.numel() != 1:
         raise TypeError(
             f"{name} must be a float or a one-element floating tensor, got a {rate.dtype} tensor "
@@ -77,15 +80,30 @@ def check_rate_tensor(rate: Tensor, name: str = "p", allow_one: bool = True) -> 
         )
     # Reading the value needs a host sync: only do it where it is free (CPU, eager).
     if _free_to_read(rate):
-        check_p(float(rate), name, allow_one=allow_one)
+        return check_p(float(rate), name, allow_one=allow_one)
+    return None
 
 
 def as_rate(p: float | Tensor, x: Tensor, name: str = "p", *, allow_one: bool = True) -> Tensor:
-    """The rate as a 0-d float32 tensor on ``x``'s device, validated."""
+    """The rate as a 0-d float32 tensor on ``x``'s device, validated. On the CPU the value is
+    recorded for the backend (:func:`dropkit.kernels._dispatch.note_host_rate`): the call reads
+    it on the host once at most."""
     if isinstance(p, Tensor):
-        check_rate_tensor(p, name, allow_one)
-        return rng._as_0d(p, torch.float32, x.device)
-    return torch.tensor(check_p(p, name, allow_one=allow_one), dtype=torch.float32, device=x.device)
+        value = check_rate_tensor(p, name, allow_one)
+        rate = rng._as_0d(p, torch.float32, x.device)
+        if value is not None and rate.device.type == "cpu":
+            note_host_rate(rate, value if p.dtype == torch.float32 else _float32(value))
+        return rate
+    value = check_p(p, name, allow_one=allow_one)
+    rate = torch.tensor(value, dtype=torch.float32, device=x.device)
+    if rate.device.type == "cpu" and not torch.compiler.is_compiling():
+        note_host_rate(rate, _float32(value))
+    return rate
+
+
+def _float32(value: float) -> float:
+    """``value`` rounded to float32 (what the rate tensor holds)."""
+    return float(struct.unpack("f", struct.pack("f", value))[0])
 
 
 def check_floating(x: object, name: str = "input") -> Tensor:

@@ -21,7 +21,8 @@ from dropkit.functional._checks import (
     check_positive_finite,
     resolve_seed_step,
 )
-from dropkit.kernels.reference import compute_dtype, dropout_scale
+from dropkit.kernels import _ops
+from dropkit.kernels._spec import compute_dtype, dropout_scale
 
 __all__ = ["drop_block", "drop_block2d", "drop_block3d"]
 
@@ -111,7 +112,7 @@ def drop_block(
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
     seed_shape = [int(x.shape[0]), channels, *valid]
     gamma = _drop_block_gamma(rate, spatial, block, gamma_scale)
-    uniforms = rng.uniform(seed_shape, seed=seed_t, step=step_t, offset=offset, device=x.device)
+    uniforms = _ops.uniform_noise(seed_t, step_t, offset, seed_shape)
     seeds = (uniforms < gamma).to(torch.float32)
     # A seed at valid position i drops [i, i + block): a max-pool over the seeds padded by
     # block - 1 on both sides has exactly the input's size, for odd and even blocks alike.
@@ -134,8 +135,7 @@ def drop_block(
     if with_noise:
         # timm's experimental option: Gaussian noise instead of zeros in the dropped blocks.
         noise_offset = offset + math.prod(seed_shape)
-        noise = rng.normal(x.shape, seed=seed_t, step=step_t, offset=noise_offset, device=x.device)
-        fill = noise.to(x.dtype)
+        fill = _ops.normal_noise(seed_t, step_t, noise_offset, list(x.shape)).to(x.dtype)
     else:
         fill = torch.zeros((), dtype=x.dtype, device=x.device)
     y = torch.where(keep, kept, fill)

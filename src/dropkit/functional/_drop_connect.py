@@ -71,10 +71,8 @@ def _drop_connect(
     variance = layer(x * x, weight * weight, False) * ((1 - keep_prob) / keep_prob).to(x.dtype)
     std = variance.clamp_min(0).sqrt()
     seed_t, step_t = resolve_seed_step(seed, step, weight.device)
-    noise = rng.normal(
-        (num_samples, *mean.shape), seed=seed_t, step=step_t, offset=check_offset(offset),
-        device=x.device,
-    ).to(mean.dtype)  # fmt: skip
+    noise_shape = [num_samples, *mean.shape]
+    noise = _ops.normal_noise(seed_t, step_t, check_offset(offset), noise_shape).to(mean.dtype)
     return act(mean + std * noise).mean(dim=0)
 
 

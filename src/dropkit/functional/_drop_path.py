@@ -24,6 +24,35 @@ __all__ = ["depth_rates", "drop_path", "drop_path_add"]
 DropPathMode = Literal["row", "batch"]
 
 
+def _path_draw(
+    x: Tensor,
+    p: float | Tensor,
+    training: bool,
+    mode: DropPathMode,
+    batch_dim: int,
+    seed: rng.SeedLike | None,
+    step: rng.StepLike,
+    offset: int,
+) -> tuple[Tensor, Tensor, Tensor, int, list[int]] | None:
+    """``(rate, seed, step, offset, mask_shape)`` of one drop-path call on ``x``, validated;
+    None where the call is the identity (inference, or a Python ``p`` of 0)."""
+    check_floating(x)
+    if x.dim() == 0:
+        raise ValueError("input of drop_path must have a batch dimension, got a 0-d tensor")
+    if mode not in ("row", "batch"):
+        raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
+    batch_dim = check_dim(batch_dim, x.dim(), "batch_dim")
+    offset = check_draw_args(training, seed, step, offset)
+    rate = as_rate(p, x)
+    if not training or (not isinstance(p, Tensor) and p == 0):
+        return None
+    mask_shape = [1] * x.dim()
+    if mode == "row":
+        mask_shape[batch_dim] = int(x.shape[batch_dim])
+    seed_t, step_t = resolve_seed_step(seed, step, x.device)
+    return rate, seed_t, step_t, check_offset(offset), mask_shape
+
+
 def drop_path(
     x: Tensor,
     p: float | Tensor = 0.0,
@@ -42,21 +71,10 @@ def drop_path(
     Example:
         >>> y = drop_path(torch.ones(4, 3), 0.5, seed=0)
     """
-    check_floating(x)
-    if x.dim() == 0:
-        raise ValueError("input of drop_path must have a batch dimension, got a 0-d tensor")
-    if mode not in ("row", "batch"):
-        raise ValueError(f"mode must be 'row' or 'batch', got {mode!r}")
-    batch_dim = check_dim(batch_dim, x.dim(), "batch_dim")
-    offset = check_draw_args(training, seed, step, offset)
-    rate = as_rate(p, x)
-    if not training or (not isinstance(p, Tensor) and p == 0):
+    draw = _path_draw(x, p, training, mode, batch_dim, seed, step, offset)
+    if draw is None:
         return x
-    mask_shape = [1] * x.dim()
-    if mode == "row":
-        mask_shape[batch_dim] = int(x.shape[batch_dim])
-    seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    return _ops.dropout(x, rate, seed_t, step_t, check_offset(offset), mask_shape, scale_by_keep)
+    return _ops.dropout(x, *draw, scale_by_keep)
 
 
 def drop_path_add(
@@ -72,10 +90,13 @@ def drop_path_add(
     step: rng.StepLike = 0,
     offset: int = 0,
 ) -> Tensor:
-    """``x + drop_path(branch, p)``: a residual add with stochastic depth on the branch.
+    """``x + drop_path(branch, p)``: a residual add with stochastic depth on the branch, in one
+    pass (the op ``dropkit::drop_path_add``).
 
-    This is the reference implementation (a separate add); a fused GPU kernel belongs to the
-    kernels package and must give the same bits.
+    Same bits as the two-op composition ``x + drop_path(branch, ...)`` for the same ``seed``,
+    ``step`` and ``offset``, forward and backward: the dropped branch is rounded to its dtype
+    before the add. ``x`` and ``branch`` of different dtypes or devices take the composition
+    (PyTorch's type promotion on the add).
 
     Example:
         >>> y = drop_path_add(torch.ones(4, 3), torch.ones(4, 3), 0.5, seed=0)
@@ -86,11 +107,12 @@ def drop_path_add(
         raise ValueError(
             f"branch must have the shape of x {tuple(x.shape)}, got {tuple(branch.shape)}"
         )
-    dropped = drop_path(
-        branch, p, training, scale_by_keep=scale_by_keep, mode=mode, batch_dim=batch_dim,
-        seed=seed, step=step, offset=offset,
-    )  # fmt: skip
-    return x + dropped
+    draw = _path_draw(branch, p, training, mode, batch_dim, seed, step, offset)
+    if draw is None:
+        return x + branch
+    if x.dtype != branch.dtype or x.device != branch.device:
+        return x + _ops.dropout(branch, *draw, scale_by_keep)
+    return _ops.drop_path_add(x, branch, *draw, scale_by_keep)
 
 
 DepthRule = Literal["timm", "huang"]

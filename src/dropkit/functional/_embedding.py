@@ -15,7 +15,8 @@ from dropkit.functional._checks import (
     check_offset,
     resolve_seed_step,
 )
-from dropkit.kernels.reference import compute_dtype, dropout_scale
+from dropkit.kernels import _ops
+from dropkit.kernels._spec import compute_dtype, dropout_scale
 
 __all__ = ["embedding_dropout"]
 
@@ -60,10 +61,7 @@ def embedding_dropout(
     # One draw per vocabulary row (element index = row index): the same word is dropped
     # everywhere in the batch, as dropping rows of the matrix does, without building it.
     seed_t, step_t = resolve_seed_step(seed, step, weight.device)
-    row_keep = rng.keep_mask(
-        (num_embeddings,), rate, seed=seed_t, step=step_t, offset=check_offset(offset),
-        device=weight.device,
-    )  # fmt: skip
+    row_keep = _ops.keep_mask(rate, seed_t, step_t, check_offset(offset), [num_embeddings])
     cd = compute_dtype(weight.dtype)
     factor = dropout_scale(rng.threshold_tensor(rate), cd).expand(num_embeddings)
     if padding_idx is not None:

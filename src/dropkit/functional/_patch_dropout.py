@@ -14,6 +14,7 @@ from dropkit.functional._checks import (
     check_offset,
     resolve_seed_step,
 )
+from dropkit.kernels import _ops
 
 __all__ = ["patch_dropout"]
 
@@ -56,9 +57,7 @@ def patch_dropout(
     batch, length = int(tokens.shape[0]), int(tokens.shape[1])
     num_keep = max(1, int(length * (1.0 - float(rate))))
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    scores = rng.uniform(
-        (batch, length), seed=seed_t, step=step_t, offset=check_offset(offset), device=x.device
-    )
+    scores = _ops.uniform_noise(seed_t, step_t, check_offset(offset), [batch, length])
     keep_indices = torch.argsort(scores, dim=-1, stable=True)[:, :num_keep]
     if ordered:
         keep_indices = keep_indices.sort(dim=-1).values

@@ -297,13 +297,10 @@ def variational_rnn(
             continue
         outputs = []
         for direction in range(directions):
-            mask_shape = (batch, hidden_size)
+            mask_shape = [batch, hidden_size]
             mask_start = position
             position += batch * hidden_size
-            keep = rng.keep_mask(
-                mask_shape, hidden_rate, seed=seed_t, step=step_t, offset=mask_start,
-                device=x.device,
-            )  # fmt: skip
+            keep = _ops.keep_mask(hidden_rate, seed_t, step_t, mask_start, mask_shape)
             cd = compute_dtype(x.dtype)
             scale = dropout_scale(rng.threshold_tensor(hidden_rate), cd).to(x.dtype)
             recurrent_mask = keep.to(x.dtype) * scale

@@ -2,8 +2,14 @@
 implementation.
 
 A backend (:class:`Backend`) says which ops it can run on a tensor (``supports(spec, x)``) and
-runs them (``run(spec, x, draw, out)``). Every backend produces the same bits as the reference
-for the same ``(seed, step, offset)``, so the choice changes speed, never results.
+runs them: ``run(spec, x, draw, out)`` for the elementwise specs, ``draws(spec, draw)`` for the
+draw ops and one method per fused epilogue. :func:`run` picks the method from the spec, here and
+nowhere else. Every backend produces the same bits as the reference for the same
+``(seed, step, offset)``, so the choice changes speed, never results.
+
+The rate is read on the host at most once per call, never on CUDA: where the argument check
+reads a CPU rate it records the value (:func:`note_host_rate`), and a backend that needs it as a
+Python number (the CPU kernels' integer threshold) takes it from :func:`host_rate`.
 
 Choosing:
     * ``DROPKIT_BACKEND=<name>`` in the environment, or
@@ -23,9 +29,10 @@ import contextvars
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NoReturn, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -40,6 +47,8 @@ __all__ = [
     "backend_for",
     "check_step",
     "current_backend_name",
+    "host_rate",
+    "note_host_rate",
     "register_backend",
     "register_lazy_backend",
     "run",
@@ -87,19 +96,32 @@ class Backend(Protocol):
     grouped_step_ops: frozenset[str]
 
     def supports(self, spec: OpSpec, x: Tensor) -> bool:
-        """Whether :meth:`run` can run ``spec`` on ``x`` (device and dtype)."""
+        """Whether the backend can run ``spec`` on ``x`` (device and dtype; for a draw op,
+        ``x`` is the 0-d float32 rate on the draws' device)."""
         ...
 
-    def run(
-        self,
-        spec: OpSpec,
-        x: Tensor,
-        draw: Draw,
-        out: Tensor | None = None,
-        epilogue: Epilogue | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """``spec`` on ``x`` into ``out`` (a new tensor like ``x`` if None; ``x`` itself for
-        in place); returns the result (a pair for the fused backward)."""
+    def run(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None = None) -> Tensor:
+        """Elementwise ``spec`` on ``x`` into ``out`` (a new tensor like ``x`` if None; ``x``
+        itself for in place); returns the result."""
+        ...
+
+    def draws(self, spec: OpSpec, draw: Draw) -> Tensor:
+        """A draw op's draws of ``draw.mask_shape`` on ``draw.seed``'s device: the bool keep
+        mask, or float32 uniforms or standard normals."""
+        ...
+
+    def bias_act_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + dropout(act(x + bias))`` (epilogue ``"bias_act_add"``)."""
+        ...
+
+    def bias_act_backward(
+        self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
+    ) -> tuple[Tensor, Tensor]:
+        """Its gradients with respect to ``x + bias`` and to the bias (``"bias_act_backward"``)."""
+        ...
+
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + op(x)`` (epilogue ``"residual_add"``: fused stochastic depth)."""
         ...
 
 
@@ -167,15 +189,10 @@ class _Unavailable:
     def supports(self, spec: OpSpec, x: Tensor) -> bool:
         return False
 
-    def run(
-        self,
-        spec: OpSpec,
-        x: Tensor,
-        draw: Draw,
-        out: Tensor | None = None,
-        epilogue: Epilogue | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    def _unavailable(self, *args: object) -> NoReturn:
         raise NotImplementedError(f"dropkit backend {self.name!r} is unavailable")
+
+    run = draws = bias_act_add = bias_act_backward = residual_add = _unavailable
 
 
 def _resolve(name: str) -> Backend | None:
@@ -288,7 +305,9 @@ def run(
     out: Tensor | None = None,
     epilogue: Epilogue | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """``spec`` on ``x`` on the selected backend (see :func:`backend_for`).
+    """``spec`` on ``x`` on the selected backend (see :func:`backend_for`), by the backend
+    method the spec names: a draw op's ``draws`` (``x`` is then the 0-d rate), a fused op's
+    epilogue method with ``epilogue``'s operands, else ``run``.
 
     A 1-D ``draw.step`` of length ``k`` (MC sampling, :mod:`dropkit._mc_context`) makes ``x``
     ``k`` equal groups along dim 0, group ``j`` drawn with ``step[j]`` exactly as a separate
@@ -298,11 +317,45 @@ def run(
     step = draw.step
     check_step(x, step)
     backend = backend_for(spec, x)
+    if spec.draws_only:
+        return backend.draws(spec, draw)
+    if spec.epilogue is not None:
+        if epilogue is None:
+            raise TypeError(f"dropkit op {spec.name!r} needs its epilogue operands")
+        if spec.epilogue == "residual_add":
+            return backend.residual_add(spec, x, draw, epilogue)
+        if spec.epilogue == "bias_act_backward":
+            return backend.bias_act_backward(spec, x, draw, epilogue)
+        return backend.bias_act_add(spec, x, draw, epilogue)
     if step.dim() == 0 or spec.name in backend.grouped_step_ops:
-        return backend.run(spec, x, draw, out, epilogue)
+        return backend.run(spec, x, draw, out)
     target = torch.empty_like(x) if out is None else out
     for part, part_step, part_out in zip(
         step_groups(x, step), step.unbind(), step_groups(target, step), strict=True
     ):
-        backend.run(spec, part, draw._replace(step=part_step), part_out, epilogue)
+        backend.run(spec, part, draw._replace(step=part_step), part_out)
     return target
+
+
+# -- the rate on the host --------------------------------------------------------------------------
+
+# (the rate tensor, its version counter, its value): the last CPU rate read on the host.
+_last_host_rate: tuple[weakref.ref[Tensor], int, float] | None = None
+
+
+def note_host_rate(rate: Tensor, value: float) -> None:
+    """Record that 0-d CPU tensor ``rate`` holds ``value`` (read by the argument check, or the
+    value it was built from), for :func:`host_rate` later in the same call."""
+    global _last_host_rate
+    if not rate.is_inference():  # an inference tensor has no version counter
+        _last_host_rate = (weakref.ref(rate), rate._version, value)
+
+
+def host_rate(rate: Tensor) -> float:
+    """``rate``'s value as a Python float: the recorded one if ``rate`` is the tensor last
+    recorded and unchanged since (same version counter), else read on the host."""
+    last = _last_host_rate
+    if last is not None and last[0]() is rate and last[1] == rate._version:  # rate is no
+        # inference tensor here: only those with a version counter are recorded
+        return last[2]
+    return float(rate.item())

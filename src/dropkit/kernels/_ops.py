@@ -6,6 +6,11 @@ The elementwise ops take ``(x, rate, seed, step, offset, mask_shape, *params)`` 
 group ``j`` drawn with ``step[j]`` exactly as a separate call on that group would draw it, and
 ``mask_shape`` is one group's mask shape (see :func:`dropkit.kernels._dispatch.run`).
 
+The draw ops return the draws themselves (a keep mask, uniforms, normals of ``mask_shape``) for
+the techniques that shape a mask of their own; ``drop_key`` is DropKey's
+``where(keep, scores, lowest)``, whose backward regenerates the mask (no logits-sized mask is
+saved).
+
 The fused ops compute ``residual + dropout(act(x + bias))`` and its backward with the mask
 ``dropout`` draws for ``x``'s shape. Autograd saves the 0-d ``rate``, ``seed`` and ``step``
 (cloned), the bias (a parameter-sized tensor: its shape sets the bias gradient's reduction) and
@@ -23,18 +28,25 @@ from torch import Tensor
 from dropkit.kernels import _dispatch
 from dropkit.kernels._dispatch import Epilogue
 from dropkit.kernels._registry import (
+    draws_op,
     elementwise_op,
     elementwise_out_op,
     register_op,
+    save_rng,
 )
 from dropkit.kernels._spec import (
     ALPHA_DROPOUT,
     ALPHA_DROPOUT_BACKWARD,
     BIAS_ACT_DROPOUT_ADD,
     BIAS_ACT_DROPOUT_BACKWARD,
+    DROP_PATH_ADD,
+    DROP_PATH_ADD_UNSCALED,
     DROPOUT,
     DROPOUT_UNSCALED,
     GAUSSIAN_DROPOUT,
+    KEEP_MASK,
+    NORMAL_NOISE,
+    UNIFORM_NOISE,
     Draw,
 )
 
@@ -43,10 +55,15 @@ __all__ = [
     "alpha_dropout_backward",
     "bias_act_dropout_add",
     "bias_act_dropout_backward",
+    "drop_key",
+    "drop_path_add",
     "dropout",
     "dropout_out",
     "gaussian_dropout",
+    "keep_mask",
+    "normal_noise",
     "snapshot",
+    "uniform_noise",
 ]
 
 
@@ -188,4 +205,107 @@ bias_act_dropout_add = register_op(
     setup=_fused_setup,
     backward=_fused_backward,
     differentiable=(0, 1, 2),
+).public
+
+
+# -- the draws of structured techniques, and DropKey ----------------------------------------------
+
+keep_mask = draws_op(
+    "keep_mask",
+    "The bool keep mask of ``mask_shape``: 16-bit halves at least ``round(rate * 65536)``",
+    KEEP_MASK,
+    torch.bool,
+)
+uniform_noise = draws_op(
+    "uniform_noise",
+    "Float32 uniforms in [0, 1) of ``mask_shape``, as :func:`dropkit.rng.uniform`",
+    UNIFORM_NOISE,
+    torch.float32,
+)
+normal_noise = draws_op(
+    "normal_noise",
+    "Float32 standard normals of ``mask_shape``, as :func:`dropkit.rng.normal`",
+    NORMAL_NOISE,
+    torch.float32,
+)
+
+
+def _drop_key_body(scores: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int) -> Tensor:
+    keep = keep_mask(rate, seed, step, offset, list(scores.shape))
+    lowest = torch.tensor(torch.finfo(scores.dtype).min, dtype=scores.dtype, device=scores.device)
+    return torch.where(keep, scores, lowest)
+
+
+def _drop_key_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    _, rate, seed, step, offset = inputs
+    save_rng(ctx, rate, seed, step)
+    ctx.offset = offset
+
+
+def _drop_key_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    # d/dscores where(keep, scores, lowest) = where(keep, grad, 0): unscaled dropout of grad
+    # with the forward's mask, regenerated from the counter.
+    rate, seed, step = ctx.saved_tensors
+    grad_scores = dropout(grad, rate, seed, step, ctx.offset, list(grad.shape), False)
+    return grad_scores, None, None, None, None
+
+
+drop_key = register_op(
+    "drop_key",
+    "(Tensor scores, Tensor rate, Tensor seed, Tensor step, SymInt offset) -> Tensor",
+    _drop_key_body,
+    doc="DropKey: ``where(keep, scores, finfo(dtype).min)``; backward regenerates the mask",
+    setup=_drop_key_setup,
+    backward=_drop_key_backward,
+).public
+
+
+# -- fused: residual + dropout(branch) with a broadcast (per-sample) mask: stochastic depth ------
+
+
+def _drop_path_add_body(
+    x: Tensor,
+    branch: Tensor,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    mask_shape: list[int],
+    scale: bool,
+) -> Tensor:
+    draw = Draw(rate, seed, step, offset, mask_shape)
+    if step.dim() != 0:  # MC sampling's dim-0 groups: dropout takes them, then the add
+        dropped = _dispatch.run(DROPOUT if scale else DROPOUT_UNSCALED, branch, draw)
+        return torch.add(x, dropped, out=torch.empty_like(x))  # type: ignore[arg-type]
+    spec = DROP_PATH_ADD if scale else DROP_PATH_ADD_UNSCALED
+    epilogue = Epilogue("identity", None, residual=x)
+    return _dispatch.run(spec, branch, draw, None, epilogue)  # type: ignore[return-value]
+
+
+def _drop_path_add_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    _, _, rate, seed, step, offset, mask_shape, scale = inputs
+    save_rng(ctx, rate, seed, step)
+    ctx.offset, ctx.mask_shape, ctx.scale = offset, mask_shape, scale
+
+
+def _drop_path_add_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    rate, seed, step = ctx.saved_tensors
+    needs_x, needs_branch = ctx.needs_input_grad[:2]
+    grad_branch = None
+    if needs_branch:  # linear in the branch: dropout of the gradient with the same mask
+        grad_branch = dropout(grad, rate, seed, step, ctx.offset, ctx.mask_shape, ctx.scale)
+    return grad if needs_x else None, grad_branch, None, None, None, None, None, None
+
+
+drop_path_add = register_op(
+    "drop_path_add",
+    "(Tensor x, Tensor branch, Tensor rate, Tensor seed, Tensor step, SymInt offset, "
+    "SymInt[] mask_shape, bool scale) -> Tensor",
+    _drop_path_add_body,
+    doc="``x + where(keep, branch * s, 0)`` with a mask of ``mask_shape`` (one element per "
+    "sample) broadcast over ``branch``, ``s = 1 / (1 - p_eff)`` if ``scale`` else 1; the "
+    "dropped branch is rounded to its dtype before the add, as the two-op composition",
+    setup=_drop_path_add_setup,
+    backward=_drop_path_add_backward,
+    differentiable=(0, 1),
 ).public

@@ -33,6 +33,7 @@ from dropkit.kernels._spec import Draw, OpSpec
 __all__ = [
     "OPS",
     "RegisteredOp",
+    "draws_op",
     "elementwise_op",
     "elementwise_out_op",
     "plain_eager",
@@ -226,3 +227,48 @@ def elementwise_out_op(
 
 def _no_result(*args: Any) -> None:
     return None
+
+
+# -- the draw ops: (rate, seed, step, offset, mask_shape) -> the draws ----------------------------
+
+#: A 0-d float32 zero per device: the rate of the noise ops' draws (which read none).
+_NO_RATE: dict[torch.device, Tensor] = {}
+
+
+def _no_rate(device: torch.device) -> Tensor:
+    rate = _NO_RATE.get(device)
+    if rate is None:
+        rate = _NO_RATE[device] = torch.zeros((), dtype=torch.float32, device=device)
+    return rate
+
+
+def draws_op(name: str, doc: str, spec: OpSpec, dtype: torch.dtype) -> Callable[..., Tensor]:
+    """``dropkit::<name>``: the draws of ``spec`` (a ``draws_only`` spec) of ``mask_shape`` on
+    the seed's device, in ``dtype``, run by :func:`dropkit.kernels._dispatch.run`. The keep mask
+    takes ``(rate, seed, step, offset, mask_shape)``; the noise ops, which read no rate,
+    ``(seed, step, offset, mask_shape)``. Not differentiable (the draws are constants).
+    Returns the public function."""
+    if not spec.draws_only:
+        raise ValueError(f"draws_op needs a draws_only spec, got {spec.name!r}")
+    rng_schema = "Tensor seed, Tensor step, SymInt offset, SymInt[] mask_shape"
+
+    def fake(*args: Any) -> Tensor:
+        *_, seed, _step, _offset, mask_shape = args
+        return torch.empty(tuple(mask_shape), dtype=dtype, device=seed.device)
+
+    if spec.draw == "bernoulli":
+
+        def body(
+            rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
+        ) -> Tensor:
+            draw = Draw(rate, seed, step, offset, mask_shape)
+            return _dispatch.run(spec, rate, draw)  # type: ignore[return-value]
+
+        schema = f"(Tensor rate, {rng_schema}) -> Tensor"
+        return register_op(name, schema, body, doc=doc, fake=fake).public
+
+    def noise(seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]) -> Tensor:
+        rate = _no_rate(seed.device)
+        return _dispatch.run(spec, rate, Draw(rate, seed, step, offset, mask_shape))  # type: ignore[return-value]
+
+    return register_op(name, f"({rng_schema}) -> Tensor", noise, doc=doc, fake=fake).public

@@ -8,6 +8,11 @@ A primitive op draws one value per mask element and applies it to ``x``:
   ``(a, b, dropped) = spec.constants(t, compute dtype)``.
 * **Normal** ops (``draw == "normal"``) compute ``out = x * (1 + a * n)`` with ``n`` a standard
   normal per mask element and ``(a, _, _) = spec.constants(rate, compute dtype)``.
+* **Draw** ops (``draws_only``) return the draws themselves, of the mask's shape: the boolean
+  keep mask (Bernoulli), float32 uniforms in [0, 1) (``draw == "uniform"``: one 32-bit word per
+  element, as :func:`dropkit.rng.uniform`) or float32 standard normals. The techniques that
+  build a structured mask of their own (DropBlock, DropHead, embedding dropout, ...) draw
+  through them, so every backend serves them and the parity tests cover them.
 
 The constants are functions of the threshold (or rate) tensor and a dtype, computed in float64
 and rounded once, without a host sync: the reference evaluates them per call, the CPU backend
@@ -38,8 +43,13 @@ __all__ = [
     "BIAS_ACT_DROPOUT_BACKWARD",
     "DROPOUT",
     "DROPOUT_UNSCALED",
+    "DROP_PATH_ADD",
+    "DROP_PATH_ADD_UNSCALED",
     "GAUSSIAN_DROPOUT",
+    "KEEP_MASK",
+    "NORMAL_NOISE",
     "SPECS",
+    "UNIFORM_NOISE",
     "Draw",
     "OpSpec",
     "alpha_constants",
@@ -131,7 +141,8 @@ class OpSpec:
 
     Attributes:
         name: the spec's name (backends declare what they run by it).
-        draw: ``"bernoulli"`` (16-bit halves against the threshold) or ``"normal"``.
+        draw: ``"bernoulli"`` (16-bit halves against the threshold), ``"normal"`` or
+            ``"uniform"`` (one 32-bit word per element).
         constants: ``(a, b, dropped)`` from the threshold (Bernoulli) or rate (normal) tensor
             and the compute dtype.
         affine: whether kept units get ``+ b`` (alpha dropout); else ``out = keep ? x * a : 0``.
@@ -139,16 +150,22 @@ class OpSpec:
             the op has its own backward (the fused ops).
         grouped: whether the op takes a 1-D ``step`` (dim-0 groups, one step each).
         epilogue: the fused epilogue, or None: ``"bias_act_add"``
-            (``residual + dropout(act(x + bias))``) or ``"bias_act_backward"`` (its gradients).
+            (``residual + dropout(act(x + bias))``), ``"bias_act_backward"`` (its gradients)
+            or ``"residual_add"`` (``residual + op(x)``, the op's result rounded to ``x``'s
+            dtype before the add: the bits of the two-op composition).
+        draws_only: the op returns its draws of ``draw.mask_shape`` (a bool keep mask, or
+            float32 uniforms or normals) instead of applying them to an input; ``constants``
+            and ``affine`` are unused.
     """
 
     name: str
-    draw: Literal["bernoulli", "normal"]
+    draw: Literal["bernoulli", "normal", "uniform"]
     constants: Constants
     affine: bool = False
     backward: str | None = None
     grouped: bool = True
-    epilogue: Literal["bias_act_add", "bias_act_backward"] | None = None
+    epilogue: Literal["bias_act_add", "bias_act_backward", "residual_add"] | None = None
+    draws_only: bool = False
 
 
 DROPOUT = OpSpec("dropout", "bernoulli", _scale_only(_scaled), backward="dropout")
@@ -182,6 +199,32 @@ BIAS_ACT_DROPOUT_BACKWARD = OpSpec(
     grouped=False,
     epilogue="bias_act_backward",
 )
+# The draws themselves (no input, no backward): what structured techniques build masks from.
+KEEP_MASK = OpSpec("keep_mask", "bernoulli", _scale_only(_unscaled), grouped=False, draws_only=True)
+UNIFORM_NOISE = OpSpec(
+    "uniform_noise", "uniform", _scale_only(_unscaled), grouped=False, draws_only=True
+)
+NORMAL_NOISE = OpSpec(
+    "normal_noise", "normal", _scale_only(_unscaled), grouped=False, draws_only=True
+)
+# Stochastic depth fused with its residual add: residual + dropout(branch) with a per-sample
+# (or whole-batch) mask; the gradient with respect to the branch is dropout's with that mask.
+DROP_PATH_ADD = OpSpec(
+    "drop_path_add",
+    "bernoulli",
+    _scale_only(_scaled),
+    backward="dropout",
+    grouped=False,
+    epilogue="residual_add",
+)
+DROP_PATH_ADD_UNSCALED = OpSpec(
+    "drop_path_add_unscaled",
+    "bernoulli",
+    _scale_only(_unscaled),
+    backward="dropout_unscaled",
+    grouped=False,
+    epilogue="residual_add",
+)
 
 #: Every primitive op by name.
 SPECS: dict[str, OpSpec] = {
@@ -194,5 +237,10 @@ SPECS: dict[str, OpSpec] = {
         GAUSSIAN_DROPOUT,
         BIAS_ACT_DROPOUT_ADD,
         BIAS_ACT_DROPOUT_BACKWARD,
+        KEEP_MASK,
+        UNIFORM_NOISE,
+        NORMAL_NOISE,
+        DROP_PATH_ADD,
+        DROP_PATH_ADD_UNSCALED,
     )
 }

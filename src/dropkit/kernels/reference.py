@@ -112,20 +112,32 @@ class ReferenceBackend:
     def normal(seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]) -> Tensor:
         return rng.normal(mask_shape, seed=seed, step=step, offset=offset, device=seed.device)
 
-    def run(
-        self,
-        spec: OpSpec,
-        x: Tensor,
-        draw: Draw,
-        out: Tensor | None = None,
-        epilogue: Epilogue | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    @staticmethod
+    def uniform(seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]) -> Tensor:
+        return rng.uniform(mask_shape, seed=seed, step=step, offset=offset, device=seed.device)
+
+    def run(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None = None) -> Tensor:
         """``spec`` on ``x`` into ``out`` (a new tensor if None; may be ``x`` itself)."""
-        if epilogue is not None:
-            if spec.epilogue == "bias_act_backward":
-                return self._bias_act_dropout_backward(spec, x, draw, epilogue)
-            return self._bias_act_dropout_add(spec, x, draw, epilogue)
         return self.elementwise(spec, x, draw, out)
+
+    def draws(self, spec: OpSpec, draw: Draw) -> Tensor:
+        """The keep mask (through :meth:`keep`), uniforms (:meth:`uniform`) or normals
+        (:meth:`normal`) of ``draw.mask_shape``: a subclass serves them by overriding those."""
+        rate, seed, step, offset, mask_shape = draw
+        if spec.draw == "bernoulli":
+            return self.keep(rate, seed, step, offset, mask_shape)
+        if spec.draw == "uniform":
+            return self.uniform(seed, step, offset, mask_shape)
+        return self.normal(seed, step, offset, mask_shape)
+
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + op(x)``: the elementwise op rounded to ``x``'s dtype, then PyTorch's
+        add (the two-op composition's bits, e.g. ``x + drop_path(branch)``)."""
+        if epilogue.residual is None:
+            raise ValueError(f"dropkit op {spec.name!r} needs a residual")
+        residual = epilogue.residual
+        dropped = self.elementwise(spec, x, draw, None)
+        return torch.add(residual, dropped, out=torch.empty_like(residual))
 
     def elementwise(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None) -> Tensor:
         """``out = keep ? x * a (+ b) : dropped`` (Bernoulli) or ``x * (1 + a * n)`` (normal)
@@ -145,9 +157,7 @@ class ReferenceBackend:
             kept = kept + b
         return torch.where(keep, kept.to(x.dtype), dropped.to(x.dtype), out=out)
 
-    def _bias_act_dropout_add(
-        self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue
-    ) -> Tensor:
+    def bias_act_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
         """``residual + where(keep, act(x + bias) * s, 0)`` with float32 (or float64)
         intermediates, rounded once; ``keep`` is the mask dropout draws for ``x``."""
         bias, residual = epilogue.bias, epilogue.residual
@@ -162,7 +172,7 @@ class ReferenceBackend:
             y = residual.to(cd) + y
         return torch.empty_like(x).copy_(y)
 
-    def _bias_act_dropout_backward(
+    def bias_act_backward(
         self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
     ) -> tuple[Tensor, Tensor]:
         """Gradients with respect to the pre-activation ``h = x + bias``,

@@ -122,7 +122,9 @@ class DropKey(DropoutModule):
     Apply to the attention logits :math:`(\dots, L, S)`: each (query, key) logit is dropped
     with probability ``p`` — set to the dtype's lowest finite value, so the softmax
     renormalises over the kept keys (no rescaling needed; a row with every key dropped becomes
-    uniform, as the paper's ``-1e12`` fill gives). Identity at inference.
+    uniform, as the paper's ``-1e12`` fill gives). Identity at inference. Backward regenerates
+    the mask from ``(seed, step)``: no logits-sized mask is held between forward and backward
+    (a plain ``torch.where`` holds one byte per logit).
 
     Args:
         p: key drop rate in [0, 1].

@@ -1,5 +1,6 @@
-"""numba kernels of the fused ops ``residual + dropout(act(x + bias))`` and its backward
-(kernels only; launched from ``backend.py``; the activations are :mod:`._activations`).
+"""numba kernels of the fused ops ``residual + dropout(act(x + bias))`` and its backward, and
+``residual + drop_path(x)`` (kernels only; launched from ``backend.py``; the activations are
+:mod:`._activations`).
 
 Every element depends only on its index, and the bias gradient is summed in a fixed tree of row
 groups (:data:`BIAS_ROW_GROUPS`), so no result depends on the thread count.
@@ -28,6 +29,8 @@ __all__ = [
     "backward_span",
     "forward",
     "forward_span",
+    "residual_add",
+    "residual_add_rows",
     "sum_groups",
 ]
 
@@ -337,3 +340,39 @@ def sum_groups(partial_sums: Any, period: int, out: Any) -> None:
                 out[c] = total
             else:
                 out[c] += total
+
+
+@njit(**_JIT)
+def residual_add_rows(
+    x: Any, residual: Any, out: Any, keep: Any, row_len: int, scale: Any, first: int, last: int
+) -> None:
+    """Rows ``first .. last`` of ``out = residual + (keep ? x * scale : 0)`` over flat ``x``
+    and ``residual`` viewed as rows of ``row_len`` elements, row ``r`` sharing the mask element
+    ``keep[r % keep.size]`` (stochastic depth). The dropped branch is rounded to the storage
+    type before the add, as the two-op composition ``residual + dropout(x)`` rounds it."""
+    zero = scale - scale
+    for row in range(first, last):
+        start = row * row_len
+        xs = x[start : start + row_len]
+        rs = residual[start : start + row_len]
+        outs = out[start : start + row_len]
+        if keep[row % keep.size]:
+            for k in range(row_len):
+                dropped = load(to_storage(load(xs[k]) * scale, outs))
+                outs[k] = to_storage(load(rs[k]) + dropped, outs)
+        else:
+            for k in range(row_len):
+                outs[k] = to_storage(load(rs[k]) + zero, outs)
+
+
+@njit(parallel=True, **_JIT)
+def residual_add(
+    x: Any, residual: Any, out: Any, keep: Any, row_len: int, scale: Any, parts: int
+) -> None:
+    """:func:`residual_add_rows` over all rows in ``parts`` parallel pieces (same bits)."""
+    rows = x.size // row_len
+    for part in prange(parts):
+        first = part * rows // parts
+        last = (part + 1) * rows // parts
+        if last > first:
+            residual_add_rows(x, residual, out, keep, row_len, scale, first, last)

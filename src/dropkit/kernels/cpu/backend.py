@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.kernels._dispatch import Epilogue, step_groups
+from dropkit.kernels._dispatch import Epilogue, host_rate, step_groups
 from dropkit.kernels._layout import merged_dims
 from dropkit.kernels._spec import BIAS_ACT_DROPOUT_ADD, Draw, OpSpec
 from dropkit.kernels.cpu import _elementwise, _fused, _launch, _layout, _memory, _philox
@@ -207,8 +207,9 @@ def _philox_keys(seed: Tensor, steps: Tensor) -> np.ndarray:
 def _threshold(rate: Tensor) -> int:
     """``round(float32(rate) * 65536)`` as :func:`dropkit.rng.threshold_tensor` computes it, in
     Python: the float32 value times 2**16 is exact in float64 and ``round`` ties to even like
-    ``torch.round``. (Small calls: the tensor ops cost several µs.)"""
-    return round(float(np.float32(rate.item())) * rng.THRESHOLD_ONE)
+    ``torch.round``. (Small calls: the tensor ops cost several µs.) The value is the one the
+    argument check read, where it did (:func:`~dropkit.kernels._dispatch.host_rate`)."""
+    return round(float(np.float32(host_rate(rate))) * rng.THRESHOLD_ONE)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -241,18 +242,7 @@ class CPUBackend(ReferenceBackend):
     def supports(self, spec: OpSpec, x: Tensor) -> bool:
         return self._broken is None and x.device.type == "cpu" and x.dtype in _STORAGE
 
-    def run(
-        self,
-        spec: OpSpec,
-        x: Tensor,
-        draw: Draw,
-        out: Tensor | None = None,
-        epilogue: Epilogue | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        if epilogue is not None:
-            if spec.epilogue == "bias_act_backward":
-                return self._bias_act_dropout_backward(spec, x, draw, epilogue)
-            return self._bias_act_dropout_add(spec, x, draw, epilogue)
+    def run(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None = None) -> Tensor:
         if spec.draw == "normal":
             return self._normal_op(spec, x, draw, out)
         if out is None:
@@ -548,9 +538,30 @@ class CPUBackend(ReferenceBackend):
     ) -> Tensor:
         """Float32 standard normals of ``mask_shape``: uniforms from the kernel, Box-Muller from
         :func:`dropkit.rng.uniforms_to_normal` (so bit-identical to the reference)."""
+        return self._from_uniforms(seed, step, offset, mask_shape, rng.uniforms_to_normal)
+
+    def uniform(  # type: ignore[override]  # an instance method: it needs the backend's state
+        self, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
+    ) -> Tensor:
+        """Float32 uniforms in [0, 1) of ``mask_shape`` from the kernel (as
+        :func:`dropkit.rng.uniform`, bit for bit)."""
+        return self._from_uniforms(seed, step, offset, mask_shape, None)
+
+    def _from_uniforms(
+        self,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        mask_shape: Sequence[int],
+        transform: Callable[[Tensor], Tensor] | None,
+    ) -> Tensor:
+        """The kernel's uniforms of the Philox blocks that ``mask_shape``'s elements from
+        ``offset`` span, with ``transform`` applied per ``(blocks, 4)`` (Box-Muller), or as
+        they are."""
+        slow = ReferenceBackend.uniform if transform is None else ReferenceBackend.normal
         numel = math.prod(mask_shape)
         if numel == 0:
-            return ReferenceBackend.normal(seed, step, offset, mask_shape)
+            return slow(seed, step, offset, mask_shape)
         first_block = offset // rng.WORDS_PER_BLOCK
         last_block = (offset + numel - 1) // rng.WORDS_PER_BLOCK
         num_blocks = last_block - first_block + 1
@@ -565,24 +576,22 @@ class CPUBackend(ReferenceBackend):
                 lambda parts: _philox.uniforms(target, first_block, key, parts),
             )
             start = offset - first_block * rng.WORDS_PER_BLOCK
-            normals = rng.uniforms_to_normal(uniforms).view(-1)[start : start + numel]
-            return normals.reshape(tuple(mask_shape))
+            values = uniforms if transform is None else transform(uniforms)
+            return values.view(-1)[start : start + numel].reshape(tuple(mask_shape))
 
-        return self._guarded(fast, lambda: ReferenceBackend.normal(seed, step, offset, mask_shape))
+        return self._guarded(fast, lambda: slow(seed, step, offset, mask_shape))
 
     # -- fused ops: residual + dropout(act(x + bias)) and its backward ----------------------------
     # One pass each (see _fused): bias and residual of x's trailing shape are read
     # periodically, never expanded; anything else (another layout, a bias broadcast inside x's
     # shape, a 1-D step) runs on the reference.
 
-    def _bias_act_dropout_add(
-        self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue
-    ) -> Tensor:
+    def bias_act_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
         rate, seed, step, offset, _ = draw
         bias, residual, activation = epilogue.bias, epilogue.residual, epilogue.activation
 
         def slow() -> Tensor:
-            return ReferenceBackend._bias_act_dropout_add(self, spec, x, draw, epilogue)
+            return ReferenceBackend.bias_act_add(self, spec, x, draw, epilogue)
 
         if step.dim() != 0 or x.numel() == 0 or not x.is_contiguous():
             return slow()
@@ -613,7 +622,7 @@ class CPUBackend(ReferenceBackend):
 
         return self._guarded(fast, slow)
 
-    def _bias_act_dropout_backward(
+    def bias_act_backward(
         self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
     ) -> tuple[Tensor, Tensor]:
         """The bias gradient is summed in :data:`._fused.BIAS_ROW_GROUPS` fixed groups of
@@ -624,7 +633,7 @@ class CPUBackend(ReferenceBackend):
         x, bias, activation = epilogue.input, epilogue.bias, epilogue.activation
 
         def slow() -> tuple[Tensor, Tensor]:
-            return ReferenceBackend._bias_act_dropout_backward(self, spec, grad, draw, epilogue)
+            return ReferenceBackend.bias_act_backward(self, spec, grad, draw, epilogue)
 
         if step.dim() != 0 or grad.numel() == 0:
             return slow()
@@ -670,6 +679,53 @@ class CPUBackend(ReferenceBackend):
             grad_bias = np.empty(period, bias_tile.dtype)
             _fused.sum_groups(partial_sums, period, grad_bias)
             return grad_x, torch.from_numpy(grad_bias).reshape(bias.shape)
+
+        return self._guarded(fast, slow)
+
+    # -- residual + drop_path(x): stochastic depth fused with its residual add ------------------
+
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """One pass over contiguous ``x`` and ``residual`` of one dtype, for a mask with at most
+        one non-1 dim (one element per sample, or one for the batch), drawn first (it is
+        small); anything else runs on the reference."""
+        rate, seed, step, offset, mask_shape = draw
+        residual = epilogue.residual
+        wide = [dim for dim, size in enumerate(mask_shape) if size != 1]
+
+        def slow() -> Tensor:
+            return ReferenceBackend.residual_add(self, spec, x, draw, epilogue)
+
+        if (
+            residual is None
+            or step.dim() != 0
+            or x.numel() == 0
+            or len(wide) > 1
+            or len(mask_shape) != x.dim()
+            or residual.shape != x.shape
+            or residual.dtype != x.dtype
+            or not (x.is_contiguous() and residual.is_contiguous())
+        ):
+            return slow()
+        n = x.numel()
+        row_len = math.prod(x.shape[wide[0] + 1 :]) if wide else n
+        threshold = _threshold(rate)
+        scale = _scalar(_constants(spec, threshold, compute_dtype(x.dtype))[0], x.dtype)
+        out = _memory.fresh(torch.empty_like(x))
+        source, residual_source, target = _flat_array(x), _flat_array(residual), _flat_array(out)
+
+        def fast() -> Tensor:
+            keep = np.empty(math.prod(mask_shape), np.bool_)
+            _philox.keep_span(keep, offset, _philox_key(seed, step), np.uint32(threshold))
+            self._parallel(
+                n,
+                lambda: _fused.residual_add_rows(
+                    source, residual_source, target, keep, row_len, scale, 0, n // row_len
+                ),
+                lambda parts: _fused.residual_add(
+                    source, residual_source, target, keep, row_len, scale, parts
+                ),
+            )
+            return out
 
         return self._guarded(fast, slow)
 

@@ -622,6 +622,48 @@ def bias_act_dropout_backward_rows_kernel(
     tl.store(bias_partial_ptr + row_tile * cols + col, partial, mask=col < cols)
 
 
+@triton.jit(do_not_specialize=["n", "row_len", "chunks", "mask_numel"])
+def residual_add_kernel(
+    x_ptr,
+    residual_ptr,
+    out_ptr,
+    keep_ptr,
+    n,
+    row_len,
+    chunks,
+    mask_numel,
+    rate_ptr,
+    c0_ptr,
+    PER_ELEMENT: tl.constexpr,
+    EXACT_BF16: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
+    """``residual + where(keep, x * c0, 0)`` over contiguous ``x`` and ``residual`` viewed as
+    rows of ``row_len`` elements that share one mask element: row ``r`` reads
+    ``keep[r % mask_numel]`` (the uint8 mask, drawn beforehand by :func:`contiguous_kernel`).
+    Long rows take ``chunks`` programs each and one scalar division per program; short rows
+    (``PER_ELEMENT``) tile the flat tensor and find each element's row by division. The
+    dropped value is rounded to the output's dtype before the add, as the two-op composition
+    ``residual + dropout(x)`` rounds it (stochastic depth: ``mask_numel`` samples, or one for
+    the whole batch)."""
+    pid = tl.program_id(0).to(tl.int64)
+    if PER_ELEMENT:
+        index = pid * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+        valid = index < n
+        keep = tl.load(keep_ptr + (index // row_len) % mask_numel, mask=valid) != 0
+    else:
+        row = pid // chunks
+        col = (pid - row * chunks) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+        valid = col < row_len
+        keep = tl.load(keep_ptr + row % mask_numel) != 0
+        index = row * row_len + col
+    c0 = tl.load(c0_ptr + _threshold(rate_ptr))
+    x = tl.load(x_ptr + index, mask=valid).to(tl.float32)
+    dropped = _rounded(tl.where(keep, x * c0, 0.0), out_ptr, EXACT_BF16).to(tl.float32)
+    y = tl.load(residual_ptr + index, mask=valid).to(tl.float32) + dropped
+    tl.store(out_ptr + index, _rounded(y, out_ptr, EXACT_BF16), mask=valid)
+
+
 __all__ = [
     "ACT_GELU",
     "ACT_GELU_TANH",
@@ -640,6 +682,7 @@ __all__ = [
     "bias_act_dropout_backward_kernel",
     "bias_act_dropout_backward_rows_kernel",
     "contiguous_kernel",
+    "residual_add_kernel",
     "strided_kernel",
     "transposed_kernel",
 ]

@@ -327,19 +327,8 @@ class TritonBackend:
                 target.copy_(fallback(part, part_step))
         return out
 
-    def run(
-        self,
-        spec: OpSpec,
-        x: Tensor,
-        draw: Draw,
-        out: Tensor | None = None,
-        epilogue: Epilogue | None = None,
-    ) -> Tensor | tuple[Tensor, Tensor]:
+    def run(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None = None) -> Tensor:
         """``spec`` into ``out`` (``x`` itself for in-place; None: a new tensor)."""
-        if epilogue is not None:
-            if spec.epilogue == "bias_act_backward":
-                return self._bias_act_dropout_backward(spec, x, draw, epilogue)
-            return self._bias_act_dropout_add(spec, x, draw, epilogue)
         rate, seed, step, offset, mask_shape = draw
         constants: Sequence[Tensor]
         if spec.draw == "normal":
@@ -353,7 +342,64 @@ class TritonBackend:
 
         return self._run(x, op, seed, step, offset, mask_shape, rate, constants, fallback, out)
 
+    def draws(self, spec: OpSpec, draw: Draw) -> Tensor:
+        """The keep mask from the kernel (integer compare: the reference's bits); uniforms and
+        normals from the reference (Triton's normals are a few ulps off the reference's)."""
+        rate, seed, step, offset, mask_shape = draw
+        numel = math.prod(mask_shape)
+        if spec.draw != "bernoulli" or step.dim() != 0 or numel == 0:
+            return self._reference.draws(spec, draw)
+        target = torch.empty(numel, dtype=torch.uint8, device=seed.device)
+        scale = self.tables(seed.device).scale
+        _launch_contiguous(target, target, numel, offset, seed, step, rate, [scale] * 3, OP_KEEP)
+        return target.view(torch.bool).reshape(tuple(mask_shape))
+
     # -- fused ops ----------------------------------------------------------------------------
+
+    def residual_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
+        """``residual + op(x)`` for a mask with at most one non-1 dim (stochastic depth: one
+        element per sample, or one for the batch): the mask drawn into ``mask_numel`` bytes,
+        then one pass over rows that share a mask element. Other masks, a 1-D step or mixed
+        dtypes run on the reference."""
+        rate, seed, step, offset, mask_shape = draw
+        residual = epilogue.residual
+        wide = [dim for dim, size in enumerate(mask_shape) if size != 1]
+        if (
+            residual is None
+            or residual.dtype != x.dtype
+            or residual.shape != x.shape
+            or step.dim() != 0
+            or len(wide) > 1
+            or len(mask_shape) != x.dim()
+        ):
+            return self._reference.residual_add(spec, x, draw, epilogue)
+        out = torch.empty_like(residual)
+        n = x.numel()
+        if n == 0:
+            return out
+        mask_numel = math.prod(mask_shape)
+        row_len = math.prod(x.shape[wide[0] + 1 :]) if wide else n
+        (a,) = self.tables(x.device).of(spec)
+        keep = torch.empty(mask_numel, dtype=torch.uint8, device=x.device)
+        _launch_contiguous(keep, keep, mask_numel, offset, seed, step, rate, [a] * 3, OP_KEEP)
+        dense = (
+            out
+            if out.is_contiguous()
+            else torch.empty_like(out, memory_format=torch.contiguous_format)
+        )
+        per_element = row_len < ROWS_MIN_LEN
+        if per_element:
+            block, chunks, programs = STRIDED_TILE, 1, triton.cdiv(n, STRIDED_TILE)
+        else:
+            block = ROWS_TILES[0] if row_len < ROWS_TILES[1] else ROWS_TILES[1]
+            chunks = triton.cdiv(row_len, block)
+            programs = n // row_len * chunks
+        K.residual_add_kernel[(programs,)](
+            x.contiguous(), residual.contiguous(), dense, keep, n, row_len, chunks, mask_numel,
+            rate, a, PER_ELEMENT=per_element, BLOCK=block,
+            num_warps=2 if block == ROWS_TILES[0] else 8, **_launch_options(),
+        )  # fmt: skip
+        return out if dense is out else out.copy_(dense)
 
     def _fusable(self, *operands: Tensor | None) -> bool:
         return all(t is None or t.dtype in SUPPORTED_DTYPES for t in operands)
@@ -375,13 +421,11 @@ class TritonBackend:
             return operand, n, INDEX_FULL
         return operand, period, INDEX_WRAP_ONCE if period >= TILE else INDEX_MODULO
 
-    def _bias_act_dropout_add(
-        self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue
-    ) -> Tensor:
+    def bias_act_add(self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue) -> Tensor:
         rate, seed, step, offset, _ = draw
         bias, residual, activation = epilogue.bias, epilogue.residual, epilogue.activation
         if not self._fusable(bias, residual):
-            return self._reference._bias_act_dropout_add(spec, x, draw, epilogue)
+            return self._reference.bias_act_add(spec, x, draw, epilogue)
         n = x.numel()
         dense = x.contiguous()
         out = torch.empty_like(dense)
@@ -401,13 +445,13 @@ class TritonBackend:
         )  # fmt: skip
         return out if dense is x else torch.empty_like(x).copy_(out)
 
-    def _bias_act_dropout_backward(
+    def bias_act_backward(
         self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
     ) -> tuple[Tensor, Tensor]:
         rate, seed, step, offset, _ = draw
         x, bias, activation = epilogue.input, epilogue.bias, epilogue.activation
         if not self._fusable(x, bias) or (x is None and activation != "identity"):
-            return self._reference._bias_act_dropout_backward(spec, grad, draw, epilogue)
+            return self._reference.bias_act_backward(spec, grad, draw, epilogue)
         n = grad.numel()
         dense_grad = grad.contiguous()
         grad_h = torch.empty_like(dense_grad)
