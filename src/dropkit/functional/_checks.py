@@ -33,9 +33,9 @@ def check_p(p: object, name: str = "p", *, allow_one: bool = True) -> float:
 
 
 def _check_rate_tensor(rate: Tensor, name: str, allow_one: bool) -> None:
-    if not rate.is_floating_point() or rate.numel() != 1:
+    if rate.dtype == torch.bool or rate.is_complex() or rate.numel() != 1:
         raise TypeError(
-            f"{name} must be a float or a one-element floating tensor, got a {rate.dtype} tensor "
+            f"{name} must be a float or a one-element real tensor, got a {rate.dtype} tensor "
             f"of shape {tuple(rate.shape)}"
         )
     # Reading the value needs a host sync: only do it where it is free (CPU, eager).

@@ -65,16 +65,16 @@ def _prepare(
 
 
 def dropout(
-    x: Tensor,
+    input: Tensor,
     p: float | Tensor = 0.5,
     training: bool = True,
+    inplace: bool = False,
     *,
     mode: DropoutMode = "inverted",
     noise_shape: Sequence[int | None] | None = None,
     seed: rng.SeedLike | None = None,
     step: rng.StepLike = 0,
     offset: int = 0,
-    inplace: bool = False,
     out: Tensor | None = None,
 ) -> Tensor:
     """Zero each element of ``x`` with probability ``p`` (see :class:`dropkit.nn.Dropout`).
@@ -89,12 +89,21 @@ def dropout(
     variants); ``inplace=True`` overwrites ``x``. Where autograd does not record (inference,
     ``torch.no_grad()``), neither allocates a temporary.
 
+    The signature starts as ``torch.nn.functional.dropout(input, p, training, inplace)``
+    (positionally or by keyword); ``p`` may be a Python number or a one-element tensor. As in
+    torch, an inverted-mode call with ``training=False`` returns ``input`` unchanged whatever
+    its dtype (an integer tensor too); everything else needs a floating-point input.
+
     Example:
         >>> y = dropout(torch.ones(8), 0.5, seed=0)
     """
-    check_floating(x)
+    x = input
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if not training and mode == "inverted" and isinstance(x, Tensor) and out is None:
+        as_rate(p, x)  # validated whatever the mode
+        return x
+    check_floating(x)
     if out is not None:
         out = _check_out(out, x, inplace)
     rate = as_rate(p, x)
@@ -234,15 +243,15 @@ def gaussian_dropout(
 
 
 def alpha_dropout(
-    x: Tensor,
+    input: Tensor,
     p: float | Tensor = 0.5,
     training: bool = True,
+    inplace: bool = False,
     *,
     noise_shape: Sequence[int | None] | None = None,
     seed: rng.SeedLike | None = None,
     step: rng.StepLike = 0,
     offset: int = 0,
-    inplace: bool = False,
 ) -> Tensor:
     """Alpha dropout for SELU networks: keeps mean and variance (see
     :class:`dropkit.nn.AlphaDropout`).
@@ -250,10 +259,12 @@ def alpha_dropout(
     Example:
         >>> y = alpha_dropout(torch.randn(8), 0.1, seed=0)
     """
+    x = input
+    if not training and isinstance(x, Tensor):
+        as_rate(p, x)  # validated in eval too; the input passes through whatever its dtype
+        return x
     check_floating(x)
     rate = as_rate(p, x)
-    if not training:
-        return x
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     y = _mc_context.per_sample(
@@ -266,22 +277,26 @@ def alpha_dropout(
 
 
 def feature_alpha_dropout(
-    x: Tensor,
+    input: Tensor,
     p: float | Tensor = 0.5,
     training: bool = True,
+    inplace: bool = False,
     *,
     channel_dim: int = 1,
     batch_dim: int | None = 0,
     seed: rng.SeedLike | None = None,
     step: rng.StepLike = 0,
     offset: int = 0,
-    inplace: bool = False,
 ) -> Tensor:
     """Alpha dropout of whole channels (see :class:`dropkit.nn.FeatureAlphaDropout`).
 
     Example:
         >>> y = feature_alpha_dropout(torch.randn(2, 3, 4), 0.1, seed=0)
     """
+    x = input
+    if not training and isinstance(x, Tensor):
+        as_rate(p, x)
+        return x
     check_floating(x)
     noise_shape = _channel_mask_shape(x, (batch_dim, channel_dim), ("batch_dim", "channel_dim"))
     return alpha_dropout(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from dropkit import functional as F
 from dropkit.functional._elementwise import DropoutMode
@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-class Dropout(DropoutModule):
+class Dropout(DropoutModule, nn.Dropout):
     r"""Dropout with counter-based masks: reproducible, and no mask stored for backward.
 
     In training each element is kept with probability :math:`1 - p` (mask :math:`m_i \sim
@@ -135,7 +135,7 @@ class _SpatialDropoutNd(DropoutModule):
         return extra if self.channel_dim == 1 else f"{extra}, channel_dim={self.channel_dim}"
 
 
-class SpatialDropout1d(_SpatialDropoutNd):
+class SpatialDropout1d(_SpatialDropoutNd, nn.Dropout1d):
     r"""Drop whole channels of a sequence: one Bernoulli draw per ``(N, C)``.
 
     :math:`y_{n,c,l} = m_{n,c}\,x_{n,c,l} / (1 - p_{\mathrm{eff}})`. Use ``channel_dim=-1``
@@ -155,7 +155,7 @@ class SpatialDropout1d(_SpatialDropoutNd):
     spatial_dims = 1
 
 
-class SpatialDropout2d(_SpatialDropoutNd):
+class SpatialDropout2d(_SpatialDropoutNd, nn.Dropout2d):
     r"""Drop whole feature maps: one Bernoulli draw per ``(N, C)``, shared over ``H, W``.
 
     :math:`y_{n,c,h,w} = m_{n,c}\,x_{n,c,h,w} / (1 - p_{\mathrm{eff}})`. The mask index is the
@@ -176,7 +176,7 @@ class SpatialDropout2d(_SpatialDropoutNd):
     spatial_dims = 2
 
 
-class SpatialDropout3d(_SpatialDropoutNd):
+class SpatialDropout3d(_SpatialDropoutNd, nn.Dropout3d):
     r"""Drop whole volumetric feature maps: one Bernoulli draw per ``(N, C)``.
 
     Shape:
@@ -265,7 +265,7 @@ class GaussianDropout(DropoutModule):
         )
 
 
-class AlphaDropout(DropoutModule):
+class AlphaDropout(DropoutModule, nn.AlphaDropout):
     r"""Alpha dropout: keeps zero mean and unit variance of SELU activations.
 
     Dropped units are set to :math:`\alpha' = -\lambda\alpha \approx -1.7581`, then an affine map
@@ -290,7 +290,7 @@ class AlphaDropout(DropoutModule):
         )
 
 
-class FeatureAlphaDropout(DropoutModule):
+class FeatureAlphaDropout(DropoutModule, nn.FeatureAlphaDropout):
     r"""Alpha dropout of whole channels: one draw per ``(N, C)`` (see :class:`AlphaDropout`).
 
     Shape:
