@@ -57,6 +57,32 @@ def _check_out(out: object, x: Tensor, inplace: bool) -> Tensor:
     return out
 
 
+def check_noise_shape(
+    noise_shape: object, name: str = "noise_shape"
+) -> tuple[int | None, ...] | None:
+    """Validate a Keras-style ``noise_shape`` on its own (before any input is seen): ``None``
+    or an iterable of positive ints and ``None`` entries; returns it as a tuple."""
+    if noise_shape is None:
+        return None
+    if isinstance(noise_shape, (str, bytes, Tensor)) or not hasattr(noise_shape, "__iter__"):
+        raise TypeError(
+            f"{name} must be None or a sequence of positive ints / None, got "
+            f"{type(noise_shape).__name__} {noise_shape!r}"
+        )
+    entries = tuple(noise_shape)  # type: ignore[arg-type]
+    for entry in entries:
+        if entry is None:
+            continue
+        if isinstance(entry, bool) or not isinstance(entry, int):
+            raise TypeError(
+                f"{name} entries must be positive ints or None, got {type(entry).__name__} "
+                f"{entry!r} in {entries}"
+            )
+        if entry < 1:
+            raise ValueError(f"{name} entries must be positive (>= 1) or None, got {entries}")
+    return entries
+
+
 def _prepare(
     x: Tensor, seed: rng.SeedLike | None, step: rng.StepLike, offset: int
 ) -> tuple[Tensor, Tensor, int]:
@@ -116,7 +142,7 @@ def dropout(
         keep_prob = keep_probability(rng.threshold_tensor(rate), cd)
         y = (x.to(cd) * keep_prob).to(x.dtype)
         return _result(x, y, inplace) if out is None else out.copy_(y)
-    mask_shape = resolve_noise_shape(noise_shape, x.shape)
+    mask_shape = resolve_noise_shape(check_noise_shape(noise_shape), x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     inverted = mode == "inverted"
     records_grad = torch.is_grad_enabled() and x.requires_grad
@@ -232,7 +258,7 @@ def gaussian_dropout(
     rate = as_rate(p, x, allow_one=False)
     if not training:
         return x
-    mask_shape = resolve_noise_shape(noise_shape, x.shape)
+    mask_shape = resolve_noise_shape(check_noise_shape(noise_shape), x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     return _mc_context.per_sample(
         x, step_t, mask_shape,
@@ -265,7 +291,7 @@ def alpha_dropout(
         return x
     check_floating(x)
     rate = as_rate(p, x)
-    mask_shape = resolve_noise_shape(noise_shape, x.shape)
+    mask_shape = resolve_noise_shape(check_noise_shape(noise_shape), x.shape)
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     y = _mc_context.per_sample(
         x, step_t, mask_shape,
