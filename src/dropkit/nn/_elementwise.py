@@ -14,10 +14,10 @@ from dropkit.nn._base import DropoutModule
 
 __all__ = [
     "AlphaDropout",
-    "InputRankError",
     "Dropout",
     "FeatureAlphaDropout",
     "GaussianDropout",
+    "InputRankError",
     "LockedDropout",
     "SpatialDropout1d",
     "SpatialDropout2d",
