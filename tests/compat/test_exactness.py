@@ -6,9 +6,10 @@ and one multiply (dropout both modes, spatial/locked dropout, alpha dropout, bia
 the ReLU fused ops). Bounded: Gaussian dropout (normals from log/sin/cos) and the fused GELU ops
 (erf): ``|backend - reference| <= 16 * eps32 * (1 + sigma) * max(|x|, 1)`` with
 ``sigma = sqrt(p / (1 - p))`` (1 + sigma := 1 for GELU), eps32 the float32 machine epsilon;
-their masks are bit-identical (tests/kernels). Measured worst case over 5 seeds, 4x64x512 inputs of scale 10:
+their masks are bit-identical (tests/kernels).
+Measured worst case over 5 seeds, 4x64x512 inputs of scale 10:
 5.7 eps32 (Gaussian, p = 0.3), 22.2 eps32 (p = 0.9, sigma = 3), 8.9 eps32 (GELU)
-(``python /tmp/exact2.py`` in the closing note of issue 15).
+(this file's ops over seeds 0-4, ``x = randn * 10``).
 """
 
 from __future__ import annotations
