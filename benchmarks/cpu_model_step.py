@@ -1,4 +1,4 @@
-"""A real training step on the CPU with torch.nn.Dropout vs dropkit.nn.Dropout (issue 4).
+"""A real training step on the CPU with torch.nn.Dropout vs dropkit.nn.Dropout.
 
 Two models, batch 256: an MLP (784-1024-1024-10, dropout 0.5 after each hidden layer) and a
 small CNN (32x32x3 input, two conv layers with dropout 0.25, a dropout-0.5 head). One step =

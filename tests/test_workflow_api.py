@@ -1,4 +1,5 @@
-"""The public surface of the workflow tools (issue 6) is pinned, and stays light to import."""
+"""The public surface of the workflow tools (surgery, schedules, summary/audit) is pinned, and
+stays light to import."""
 
 from __future__ import annotations
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from dropkit import functional, kernels, nn, rng, schedules, surgery, uncertainty
 from dropkit._checkpoint import checkpoint, checkpoint_context
+from dropkit._meta_rates import MetaRateTuner
+from dropkit._regularization import LearnedRate, learned_rates, regularization
+from dropkit.nn._variational import export_pruned, sparsity
 from dropkit.rng import p_eff
 from dropkit.surgery import audit, summary
 from dropkit.uncertainty import mc_mode
@@ -15,18 +18,24 @@ from dropkit.uncertainty import mc_mode
 __version__ = "0.1.0"
 
 __all__ = [
+    "LearnedRate",
+    "MetaRateTuner",
     "__version__",
     "audit",
     "checkpoint",
     "checkpoint_context",
+    "export_pruned",
     "functional",
     "integrations",
     "kernels",
+    "learned_rates",
     "mc_mode",
     "nn",
     "p_eff",
+    "regularization",
     "rng",
     "schedules",
+    "sparsity",
     "summary",
     "surgery",
     "testing",

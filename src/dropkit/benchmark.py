@@ -5,7 +5,8 @@ Three suites:
 * **ops** (:func:`run_benchmarks`): for each op, size, dtype and pass (``fwd``, ``fwd+bwd``)
   three providers in the same process: ``dropkit``, ``torch`` (PyTorch's own op or the usual
   composition) and ``copy`` (an allocating copy of the same bytes: the floor, one copy forward
-  and one more backward).
+  and one more backward). The ops are the technique registry's ``bench=True`` entries
+  (``dropkit._techniques``, canonical names; aliases accepted) plus two channels_last variants.
 * **dropout** (:func:`run_dropout_benchmarks`): plain dropout over sizes, dtypes, thread counts
   and rates against every reference point at once: ``torch.nn.functional.dropout``,
   ``torch.compile(F.dropout)``, an allocating ``x * 2.0`` (floor of an allocating op), a copy
@@ -18,6 +19,11 @@ Three suites:
 
 All report medians with the inter-quartile range, ratios to the floor and to PyTorch, and the
 bytes each provider holds for backward (from the autograd saved-tensor hooks).
+
+This harness lives in the package, not in ``benchmarks/``, because it is what the installed
+``dropkit bench`` command runs (``benchmarks/`` is not shipped); ``dropkit.cli`` is a thin front
+over it (argument defaults and printing only). ``benchmarks/`` holds the one-off scripts that
+measure a specific claim (GPU parity and overhead, first call, huge pages, a model step).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ import torch.nn.functional as torch_functional
 from torch import Tensor
 
 import dropkit.functional as F
-from dropkit import kernels
+from dropkit import _techniques, kernels
 
 __all__ = [
     "BenchResult",
@@ -133,59 +139,67 @@ def _step_counter() -> Callable[[], int]:
     return next_step
 
 
-def _ops() -> dict[str, dict[str, OpFn]]:
-    steps = _step_counter()
-    std = math.sqrt(RATE / (1 - RATE))
-    return {
-        "dropout": {
-            "dropkit": lambda x: F.dropout(x, RATE, seed=1, step=steps()),
-            "torch": lambda x: torch_functional.dropout(x, RATE, training=True),
-        },
-        "spatial_dropout": {
-            "dropkit": lambda x: F.spatial_dropout(x, RATE, seed=1, step=steps()),
-            "torch": lambda x: torch_functional.dropout2d(x, RATE, training=True),
-        },
-        "spatial_cl": {
-            "dropkit": lambda x: F.spatial_dropout(x, RATE, seed=1, step=steps()),
-            "torch": lambda x: torch_functional.dropout2d(x, RATE, training=True),
-        },
-        "dropout_cl": {
-            "dropkit": lambda x: F.dropout(x, RATE, seed=1, step=steps()),
-            "torch": lambda x: torch_functional.dropout(x, RATE, training=True),
-        },
-        "locked_dropout": {
-            "dropkit": lambda x: F.locked_dropout(x, RATE, time_dim=0, seed=1, step=steps()),
-            "torch": _torch_locked_dropout,
-        },
-        "feature_alpha": {
-            "dropkit": lambda x: F.feature_alpha_dropout(x, RATE, seed=1, step=steps()),
-            "torch": lambda x: torch_functional.feature_alpha_dropout(x, RATE, training=True),
-        },
-        "gaussian_dropout": {
-            "dropkit": lambda x: F.gaussian_dropout(x, RATE, seed=1, step=steps()),
-            "torch": lambda x: x * (1 + std * torch.randn_like(x)),
-        },
-        "alpha_dropout": {
-            "dropkit": lambda x: F.alpha_dropout(x, RATE, seed=1, step=steps()),
-            "torch": lambda x: torch_functional.alpha_dropout(x, RATE, training=True),
-        },
-    }
-
-
 def _torch_locked_dropout(x: Tensor) -> Tensor:
     """The usual PyTorch locked (variational) dropout: one ``(1, B, H)`` mask over time."""
     mask = x.new_empty((1, *x.shape[1:])).bernoulli_(1 - RATE) / (1 - RATE)
     return x * mask
 
 
-#: Ops timed on a channels_last input (the rest: contiguous).
-_CHANNELS_LAST_OPS = frozenset({"spatial_cl", "dropout_cl"})
+def _torch_gaussian_dropout(x: Tensor) -> Tensor:
+    return x * (1 + math.sqrt(RATE / (1 - RATE)) * torch.randn_like(x))
+
+
+#: PyTorch's counterpart of every technique the registry marks ``bench=True``.
+_TORCH_OPS: dict[str, OpFn] = {
+    "dropout": lambda x: torch_functional.dropout(x, RATE, training=True),
+    "gaussian": _torch_gaussian_dropout,
+    "alpha": lambda x: torch_functional.alpha_dropout(x, RATE, training=True),
+    "feature_alpha": lambda x: torch_functional.feature_alpha_dropout(x, RATE, training=True),
+    "spatial2d": lambda x: torch_functional.dropout2d(x, RATE, training=True),
+    "locked": _torch_locked_dropout,
+}
+#: Extra arguments of the dropkit call for the benchmark's input layout (see ``_shape_for``).
+_DROPKIT_KWARGS: dict[str, dict[str, object]] = {"locked": {"time_dim": 0}}
+#: Layout variants: the op timed on a channels_last input (the rest: contiguous).
+_CHANNELS_LAST_OPS = {"spatial_cl": "spatial2d", "dropout_cl": "dropout"}
+
+
+def _dropkit_op(functional: Callable[..., Tensor], kwargs: dict[str, object]) -> OpFn:
+    steps = _step_counter()
+    return lambda x: functional(x, RATE, seed=1, step=steps(), **kwargs)
+
+
+def _ops() -> dict[str, dict[str, OpFn]]:
+    """``{op: {"dropkit": fn, "torch": fn}}``: the registry's ``bench`` techniques (canonical
+    names), then the channels_last variants."""
+    ops = {
+        spec.name: {
+            "dropkit": _dropkit_op(spec.functional, _DROPKIT_KWARGS.get(spec.name, {})),
+            "torch": _TORCH_OPS[spec.name],
+        }
+        for spec in _techniques.TECHNIQUES.values()
+        if spec.bench
+    }
+    for variant, name in _CHANNELS_LAST_OPS.items():
+        spec = _techniques.get(name)
+        ops[variant] = {
+            "dropkit": _dropkit_op(spec.functional, _DROPKIT_KWARGS.get(name, {})),
+            "torch": _TORCH_OPS[name],
+        }
+    return ops
+
+
+def _canonical_op(name: str) -> str:
+    """An op name as ``_ops`` keys it: technique aliases (``"gaussian_dropout"``) resolve."""
+    if name in _CHANNELS_LAST_OPS or name not in _techniques.names(aliases=True):
+        return name
+    return _techniques.get(name).name
 
 
 def _shape_for(op: str, numel: int) -> tuple[int, ...]:
-    if op in ("spatial_dropout", "feature_alpha") or op in _CHANNELS_LAST_OPS:
+    if op in ("spatial2d", "feature_alpha") or op in _CHANNELS_LAST_OPS:
         return (max(numel // 1024, 1), 16, 8, 8)
-    if op == "locked_dropout":  # (time, batch, hidden)
+    if op == "locked":  # (time, batch, hidden)
         return (max(numel // (32 * 512), 1), 32, 512)
     return (numel,)
 
@@ -213,22 +227,23 @@ def run_benchmarks(
     device = torch.device(device)
     all_ops = _ops()
     chosen = list(all_ops) if ops is None else list(ops)
-    unknown = sorted(set(chosen) - set(all_ops))
+    unknown = sorted(name for name in chosen if _canonical_op(name) not in all_ops)
     if unknown:
         raise ValueError(f"ops must be among {sorted(all_ops)}, got unknown {unknown}")
     results: list[BenchResult] = []
-    for op_name in chosen:
+    for op_name in chosen:  # rows keep the name asked for (an alias or the canonical one)
+        op = _canonical_op(op_name)
         for dtype in dtypes:
             for numel in sizes:
-                shape = _shape_for(op_name, numel)
+                shape = _shape_for(op, numel)
                 x = torch.randn(shape, device=device).to(dtype)
-                if op_name in _CHANNELS_LAST_OPS:
+                if op in _CHANNELS_LAST_OPS:
                     x = x.to(memory_format=torch.channels_last)
                 grad = torch.ones_like(x)
                 cells: dict[tuple[str, str], BenchResult] = {}
                 if progress is not None:
                     progress(f"{op_name} {str(dtype).removeprefix('torch.')} n={x.numel()}")
-                providers: dict[str, OpFn] = {**all_ops[op_name], "copy": _copy}
+                providers: dict[str, OpFn] = {**all_ops[op], "copy": _copy}
                 for provider, fn in providers.items():
                     leaf = x.detach().requires_grad_(provider != "copy")
 

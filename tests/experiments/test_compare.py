@@ -32,7 +32,7 @@ class _Table(html.parser.HTMLParser):
         self._cell: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
-        if tag == "table" and ("id", "summary") in attrs:
+        if tag == "table" and ("class", "summary") in attrs:
             self._in_summary = True
         elif self._in_summary and tag == "tr":
             self.rows.append([])

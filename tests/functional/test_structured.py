@@ -190,7 +190,23 @@ def test_drop_path_saves_no_input_sized_tensor():
 
 
 def test_depth_rates():
-    assert F.depth_rates(4, 0.2) == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    # One depth rule (issue 14): timm's by default, the paper's by name.
+    assert F.depth_rates(4, 0.2, rule="huang") == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    assert F.depth_rates(5, 0.2) == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
+    assert F.depth_rates(1, 0.3) == [0.3]
+    from dropkit import schedules
+
+    for total in (1, 2, 7, 12):
+        for rule in ("timm", "huang"):
+            assert F.depth_rates(total, 0.3, rule=rule) == schedules.linear_by_depth(
+                0.3, total, rule=rule
+            )
+    timm_layers = pytest.importorskip("timm.layers")
+    if hasattr(timm_layers, "calculate_drop_path_rates"):
+        expected = timm_layers.calculate_drop_path_rates(0.3, 7)
+        assert F.depth_rates(7, 0.3) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="rule must be 'timm' or 'huang'"):
+        F.depth_rates(3, 0.1, rule="paper")  # type: ignore[arg-type]
     assert F.depth_rates(3, 0.1, "uniform") == [0.1, 0.1, 0.1]
     with pytest.raises(ValueError, match="total must be a positive int"):
         F.depth_rates(0, 0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -16,24 +17,23 @@ class _RecordingBackend:
 
     name = "recording"
 
+    grouped_step_ops: frozenset[str] = frozenset()
+
     def __init__(self, supported_dtypes: tuple[torch.dtype, ...]) -> None:
         self.calls: list[str] = []
         self.supported_dtypes = supported_dtypes
         self._reference = kernels.reference.ReferenceBackend()
 
-    def supports(self, x: torch.Tensor) -> bool:
-        return x.dtype in self.supported_dtypes
+    def supports(self, spec, x: torch.Tensor) -> bool:
+        return spec.name != UNSUPPORTED.name and x.dtype in self.supported_dtypes
 
-    def __getattr__(self, name: str):
-        if name == "gaussian_dropout_unsupported":
-            raise AttributeError(name)
-        op = getattr(self._reference, name)
+    def run(self, spec, x, draw, out=None, epilogue=None):
+        self.calls.append(spec.name)
+        return self._reference.run(spec, x, draw, out, epilogue)
 
-        def call(*args, **kwargs):
-            self.calls.append(name)
-            return op(*args, **kwargs)
 
-        return call
+# An op the recording backend does not run.
+UNSUPPORTED = dataclasses.replace(kernels.SPECS["gaussian_dropout"], name="unsupported")
 
 
 @pytest.fixture
@@ -47,7 +47,10 @@ def recording():
 def test_default_is_auto_and_reference_on_cpu(monkeypatch):
     monkeypatch.delenv(kernels.ENV_VAR, raising=False)
     assert kernels.current_backend_name() == "auto"
-    assert kernels.backend_for(torch.ones(1), "dropout").name in kernels.available_backends()
+    assert (
+        kernels.backend_for(kernels.SPECS["dropout"], torch.ones(1)).name
+        in kernels.available_backends()
+    )
 
 
 def test_context_manager_forces_and_restores(recording):
@@ -101,9 +104,9 @@ def test_unknown_backend_name(monkeypatch):
 def test_backend_missing_an_op_uses_reference_for_it(recording):
     x = torch.randn(4)
     with kernels.use_backend("recording"), pytest.warns(RuntimeWarning, match="cannot run"):
-        assert kernels.backend_for(x, "gaussian_dropout_unsupported").name == "reference"
+        assert kernels.backend_for(UNSUPPORTED, x).name == "reference"
     with kernels.use_backend("recording"):
-        assert kernels.backend_for(x, "dropout").name == "recording"
+        assert kernels.backend_for(kernels.SPECS["dropout"], x).name == "recording"
 
 
 def test_lazy_backend_missing_dependency_falls_back(monkeypatch):

@@ -12,6 +12,7 @@ import torch
 import dropkit.functional as F
 from dropkit import kernels, rng
 from dropkit.kernels.reference import ReferenceBackend
+from tests.kernels._calls import OpCalls
 
 numba = pytest.importorskip("numba")
 
@@ -62,7 +63,9 @@ def count_fused(monkeypatch):
 
 def test_auto_picks_cpu_backend_for_cpu_floats():
     for dtype in DTYPES:
-        assert kernels.backend_for(torch.ones(2, dtype=dtype), "dropout").name == "cpu"
+        assert (
+            kernels.backend_for(kernels.SPECS["dropout"], torch.ones(2, dtype=dtype)).name == "cpu"
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -220,7 +223,7 @@ def test_compile_failure_falls_back_with_one_warning(monkeypatch):
         raise numba.core.errors.TypingError("forced failure")
 
     monkeypatch.setattr(_kernels, "bernoulli_span", broken)
-    backend, reference = CPUBackend(), ReferenceBackend()
+    backend, reference = OpCalls(CPUBackend()), OpCalls(ReferenceBackend())
     x = torch.randn(100)
     args = (torch.tensor(0.3), torch.tensor(7), torch.tensor(1), 3, [100], True)
     with pytest.warns(RuntimeWarning, match="could not compile its kernels"):
@@ -244,7 +247,7 @@ def test_missing_numba_falls_back_to_reference():
         "    F.dropout(x, 0.3, seed=1)\n"
         "with kernels.use_backend('reference'):\n"
         "    z = F.dropout(x, 0.3, seed=1)\n"
-        "print(kernels.backend_for(x, 'dropout').name, torch.equal(y, z),\n"
+        "print(kernels.backend_for(kernels.SPECS['dropout'], x).name, torch.equal(y, z),\n"
         "      sum('unavailable' in str(w.message) for w in caught))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -19,8 +19,9 @@ import torch
 import dropkit.functional as F
 from dropkit import kernels, rng
 from dropkit.functional._checks import resolve_seed_step
-from dropkit.kernels import _fused_ops
+from dropkit.kernels import _ops as _fused_ops
 from dropkit.kernels.reference import ReferenceBackend
+from tests.kernels._calls import OpCalls
 
 numba = pytest.importorskip("numba")
 
@@ -116,8 +117,8 @@ def _scale(rate: torch.Tensor) -> float:
 def test_auto_picks_cpu_backend_for_the_fused_ops():
     for dtype in DTYPES:
         x = torch.ones(2, dtype=dtype)
-        assert kernels.backend_for(x, "bias_act_dropout_add").name == "cpu"
-        assert kernels.backend_for(x, "bias_act_dropout_backward").name == "cpu"
+        assert kernels.backend_for(kernels.SPECS["bias_act_dropout_add"], x).name == "cpu"
+        assert kernels.backend_for(kernels.SPECS["bias_act_dropout_backward"], x).name == "cpu"
 
 
 def _operands(shape, bias_kind, residual_kind, dtype, generator):
@@ -192,7 +193,7 @@ def test_backward_matches_reference(activation, dtype, count_launches):
         # The bias gradient sums the unrounded gradient in another order than PyTorch's sum:
         # both are within the classic bound gamma_n * sum|g| of the exact sum (n: rows summed).
         compute = fast_bias.dtype
-        unrounded = ReferenceBackend().bias_act_dropout_backward(
+        unrounded = OpCalls(ReferenceBackend()).bias_act_dropout_backward(
             grad.to(compute), x.to(compute), *args
         )[0]
         rows = grad.numel() // bias.numel()
@@ -328,7 +329,7 @@ def test_compile_failure_falls_back_with_one_warning(monkeypatch):
         raise numba.core.errors.TypingError("forced failure")
 
     monkeypatch.setattr(_fused_kernels, "forward_span", broken)
-    backend, reference = CPUBackend(), ReferenceBackend()
+    backend, reference = OpCalls(CPUBackend()), OpCalls(ReferenceBackend())
     x, bias, residual = torch.randn(4, 25), torch.randn(25), torch.randn(4, 25)
     args = (bias, residual, torch.tensor(0.3), torch.tensor(7), torch.tensor(1), 3, "gelu")
     with pytest.warns(RuntimeWarning, match="could not compile its kernels"):

@@ -14,6 +14,7 @@ import dropkit.functional as F
 from dropkit import kernels, rng
 from dropkit.kernels import _ops
 from dropkit.kernels.reference import ReferenceBackend
+from tests.kernels._calls import OpCalls
 
 numba = pytest.importorskip("numba")
 
@@ -308,7 +309,7 @@ def test_compile_failure_falls_back_with_one_warning(kernel, monkeypatch):
         raise numba.core.errors.TypingError("forced failure")
 
     monkeypatch.setattr(_layout_kernels, kernel, broken)
-    backend, reference = CPUBackend(), ReferenceBackend()
+    backend, reference = OpCalls(CPUBackend()), OpCalls(ReferenceBackend())
     x = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
     rate, seed, step = torch.tensor(0.3), torch.tensor(7), torch.tensor(1)
     mask_shape = [2, 3, 1, 1] if kernel == "apply_drawn" else [2, 3, 4, 5]

@@ -3,7 +3,7 @@
 Every primitive op runs either as its ``torch.library`` custom op (compile, export, dispatch
 modes, functorch, tensor subclasses) or, in plain eager mode, as the same body under a
 ``torch.autograd.Function`` twin. Both must give the same outputs and gradients, save the same
-0-d state, and the routing must be the one documented in :mod:`dropkit.kernels._eager`.
+0-d state, and the routing must be the one documented in :mod:`dropkit.kernels._registry`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import dropkit.functional as F
-from dropkit.kernels import _eager, _fused_ops, _ops
+from dropkit.kernels import _registry as _eager
 
 
 class OpLog(TorchDispatchMode):
@@ -79,14 +79,8 @@ def test_plain_eager_skips_the_custom_op(case: str, monkeypatch: pytest.MonkeyPa
 
         return op
 
-    for module, name in (
-        (_ops, "_dropout_op"),
-        (_fused_ops, "_bias_act_dropout_add_op"),
-        (_fused_ops, "_bias_act_dropout_backward_op"),
-    ):
-        monkeypatch.setattr(module, name, forbid(name))
-    for name, (_, public) in list(_ops._ELEMENTWISE.items()):
-        monkeypatch.setitem(_ops._ELEMENTWISE, name, (forbid(name), public))
+    for name, registered in list(_eager.OPS.items()):
+        monkeypatch.setattr(registered, "op", forbid(name))
     y, grad = _forward_backward(case, torch.randn(4, 6, 5, 8))
     assert calls == []
     assert y.shape == grad.shape == (4, 6, 5, 8)

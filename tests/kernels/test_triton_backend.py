@@ -19,6 +19,7 @@ from dropkit import kernels
 pytest.importorskip("triton", reason="triton is not installed")
 
 from dropkit.kernels.triton import _launch
+from tests.kernels._calls import OpCalls
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
@@ -59,8 +60,8 @@ def test_backend_is_registered_for_cuda_and_chosen():
     assert kernels._PREFERENCE["cuda"][0] == "triton"
     x = torch.ones(4, device=DEVICE)
     with kernels.use_backend("triton"):
-        assert kernels.backend_for(x, "dropout").name == "triton"
-        assert kernels.backend_for(x, "bias_act_dropout_add").name == "triton"
+        assert kernels.backend_for(kernels.SPECS["dropout"], x).name == "triton"
+        assert kernels.backend_for(kernels.SPECS["bias_act_dropout_add"], x).name == "triton"
 
 
 @pytest.mark.parametrize("p", RATES)
@@ -431,13 +432,15 @@ def test_grouped_step_is_one_launch_and_equals_the_reference(max_grid_y, monkeyp
     seed = torch.tensor(2**40 + 1, device=DEVICE)
     steps = torch.tensor([4, 9, 2**33, 0, 7], device=DEVICE)
     with kernels.use_backend("triton"):
-        backend = kernels.backend_for(x, "dropout")
+        backend = OpCalls(kernels.backend_for(kernels.SPECS["dropout"], x))
     assert backend.name == "triton" and "dropout" in backend.grouped_step_ops
     grouped = backend.dropout(x, rate, seed, steps, 3, [6, 70], True)
     assert len(counter.grids) == -(-5 // max_grid_y)
     expected = torch.cat(
         [
-            kernels.reference.ReferenceBackend().dropout(part, rate, seed, step, 3, [6, 70], True)
+            OpCalls(kernels.reference.ReferenceBackend()).dropout(
+                part, rate, seed, step, 3, [6, 70], True
+            )
             for part, step in zip(x.split(6), steps, strict=True)
         ]
     )
@@ -449,9 +452,11 @@ def test_dropout_out_in_place_on_strided_and_channels_last_layouts():
     seed = torch.tensor(5, device=DEVICE)
     step = torch.tensor(3, device=DEVICE)
     with kernels.use_backend("triton"):
-        backend = kernels.backend_for(torch.ones(1, device=DEVICE), "dropout_out")
+        backend = OpCalls(
+            kernels.backend_for(kernels.SPECS["dropout"], torch.ones(1, device=DEVICE))
+        )
     assert backend.name == "triton"
-    reference = kernels.reference.ReferenceBackend()
+    reference = OpCalls(kernels.reference.ReferenceBackend())
     base = _randn((4, 16, 8, 8), torch.float32)
     for x in (base.contiguous(memory_format=torch.channels_last), base[:, ::2], base.clone()):
         expected = reference.dropout(x, rate, seed, step, 2, list(x.shape), True)

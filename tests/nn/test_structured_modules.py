@@ -1,5 +1,5 @@
-"""Every module of issue 5 passes the contract; drop-in compatibility with timm; docstring
-examples run."""
+"""Every structured, recurrent and attention module passes the contract; drop-in compatibility
+with timm; docstring examples run."""
 
 from __future__ import annotations
 
@@ -182,16 +182,16 @@ def test_contract(name):
 def test_rate_updates_through_p_and_linear_ramp():
     block = dropkit.nn.DropBlock2d(0.0, block_size=3, seed=0)
     path = dropkit.nn.DropPath(0.0, seed=0)
-    ramp = dropkit.nn.LinearRamp([block, path], end=0.2, total_steps=4)
+    ramp = dropkit.schedules.LinearRamp([block, path], end=0.2, total_steps=4)
     rates = [ramp.step() for _ in range(6)]
     assert rates == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
     assert block.p == pytest.approx(0.2) and path.drop_prob == pytest.approx(0.2)
     block.drop_prob = 0.1
     assert float(block.rate) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="total_steps must be a positive int"):
-        dropkit.nn.LinearRamp(block, 0.1, 0)
+        dropkit.schedules.LinearRamp(block, 0.1, 0)
     with pytest.raises(TypeError, match="DropoutModule"):
-        dropkit.nn.LinearRamp([nn.Linear(2, 2)], 0.1, 5)
+        dropkit.schedules.LinearRamp([nn.Linear(2, 2)], 0.1, 5)
 
 
 def test_module_bad_input():
@@ -282,17 +282,16 @@ def test_timm_model_with_dropkit_modules_trains_a_step():
         assert torch.equal(model(x), model(x))
 
 
-ISSUE5_MODULES = [
-    "dropkit.functional._structured",
-    "dropkit.functional._recurrent",
-    "dropkit.functional._attention",
-    "dropkit.nn._structured",
-    "dropkit.nn._recurrent",
-    "dropkit.nn._attention",
-]
+DOCTESTED_MODULES = [
+    *(f"dropkit.{package}.{family}" for package in ("functional", "nn") for family in (
+        "_drop_block", "_drop_path", "_drop_connect", "_embedding", "_adl", "_patch_dropout",
+        "_recurrent", "_attention",
+    )),
+    "dropkit.schedules._ramp",
+]  # fmt: skip
 
 
-@pytest.mark.parametrize("module_name", ISSUE5_MODULES)
+@pytest.mark.parametrize("module_name", DOCTESTED_MODULES)
 def test_docstring_examples_run(module_name):
     import importlib
 
@@ -314,8 +313,9 @@ def test_public_names():
                   "drop_key"}  # fmt: skip
     modules = {"DropBlock2d", "DropBlock3d", "DropPath", "DropConnectLinear",
                "DropConnectConv1d", "DropConnectConv2d", "DropConnectConv3d",
-               "EmbeddingDropout", "ADL", "PatchDropout", "LinearRamp", "WeightDrop",
+               "EmbeddingDropout", "ADL", "PatchDropout", "WeightDrop",
                "ZoneoutLSTMCell", "ZoneoutGRUCell", "VariationalLSTM", "VariationalGRU",
                "AttentionDropout", "DropHead", "DropKey"}  # fmt: skip
     assert functional <= set(dropkit.functional.__all__)
     assert modules <= set(dropkit.nn.__all__)
+    assert "LinearRamp" in dropkit.schedules.__all__

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from dropkit.experiments import report
-from dropkit.experiments.compare import default_jobs, plan_runs, run_all, summarise, throughput
+from dropkit.experiments._errors import UsageError
+from dropkit.experiments.compare import (
+    ComparisonResult,
+    default_jobs,
+    plan_runs,
+    run_all,
+    summarise,
+    throughput,
+)
 from dropkit.experiments.store import RunStore
 from dropkit.experiments.training import RunConfig
 
-__all__ = ["compare_command", "run_compare"]
+__all__ = ["compare_command", "execute", "run_compare"]
 
 
-def run_compare(
+def execute(
     configs: Sequence[RunConfig],
     out: Path,
     *,
@@ -23,8 +32,11 @@ def run_compare(
     data_dir: str | None,
     title: str,
     notes: Sequence[str] = (),
-) -> int:
-    """Run (resuming) the configs into ``out/runs.sqlite``, print the table, write the report."""
+    tensorboard: Path | None = None,
+    progress: bool = True,
+) -> ComparisonResult:
+    """Run (resuming) the configs into ``out/runs.sqlite``; write the report, ``results.csv``,
+    ``results.json`` (and TensorBoard files); print the table when ``progress``."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -34,6 +46,10 @@ def run_compare(
         TimeRemainingColumn,
     )
 
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError(  # before training, not after
+            "--tensorboard needs the 'tensorboard' package: pip install 'dropkit[experiments]'"
+        )
     store = RunStore(out / "runs.sqlite")
     try:
         start = time.perf_counter()
@@ -45,34 +61,82 @@ def run_compare(
             TextColumn("ETA"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[last]}"),
-        ) as progress:
-            task = progress.add_task("runs", total=None, last="")
+            disable=not progress,
+        ) as bar:
+            task = bar.add_task("runs", total=None, last="")
 
             def advance(done: int, total: int, config: RunConfig) -> None:
                 label = f"{config.model}/{config.technique} p={config.rate:g} seed={config.seed}"
-                progress.update(task, completed=done, total=total, last=label)
+                bar.update(task, completed=done, total=total, last=label)
 
             skipped, ran = run_all(configs, store, jobs=jobs, data_dir=data_dir, progress=advance)
         elapsed = time.perf_counter() - start
-        rows = summarise(store.runs(c.key() for c in configs))
+        runs = store.runs(c.key() for c in configs)
     finally:
         store.close()
-    report.render_terminal(rows, title)
+    rows = summarise(runs)
+    if progress:
+        report.render_terminal(rows, title)
     rate_note = (
         f"{ran} runs in {elapsed:.0f} s ({throughput(ran, elapsed):.1f} runs/min, {jobs} jobs)"
     )
     if skipped:
         rate_note += f"; {skipped} finished runs reused from {out / 'runs.sqlite'}"
-    path = report.write_report(rows, out, title=title, notes=[*notes, rate_note])
-    print(rate_note)
-    print(f"report: {path}")
+    from dropkit.experiments.results import write_results, write_tensorboard
+
+    results_csv, results_json = write_results(runs, out)
+    if tensorboard is not None:
+        write_tensorboard(runs, tensorboard)
+    environment = report.environment(wall_s=elapsed, jobs=jobs, runs=runs)
+    path = report.write_report(
+        rows, out, title=title, notes=[*notes, rate_note], environment=environment
+    )
+    if progress:
+        print(rate_note)
+        print(f"results: {results_csv}, {results_json}")
+        if tensorboard is not None:
+            print(f"tensorboard: tensorboard --logdir {tensorboard}")
+        print(f"report: {path}")
+    return ComparisonResult(
+        rows, out, out / "runs.sqlite", path, results_csv, results_json, ran, skipped, elapsed
+    )
+
+
+def run_compare(
+    configs: Sequence[RunConfig],
+    out: Path,
+    *,
+    jobs: int,
+    data_dir: str | None,
+    title: str,
+    notes: Sequence[str] = (),
+    tensorboard: Path | None = None,
+) -> int:
+    """Run (resuming) the configs into ``out/runs.sqlite``, print the table, write the report."""
+    execute(
+        configs, out, jobs=jobs, data_dir=data_dir, title=title, notes=notes,
+        tensorboard=tensorboard,
+    )  # fmt: skip
     return 0
 
 
 def compare_command(args: argparse.Namespace) -> int:
+    dataset = args.dataset
+    if getattr(args, "data", None) is not None:
+        from dropkit.experiments.data import load_file
+
+        dataset = load_file(
+            args.data,
+            label=args.label,
+            task=args.task,
+            test_data=args.test_data,
+            test_fraction=args.test_fraction,
+            image_size=args.image_size,
+        ).name
+    models = [args.model] if getattr(args, "model", None) else args.models
     configs = plan_runs(
-        dataset=args.dataset,
-        models=args.models,
+        dataset=dataset,
+        models=models,
         techniques=args.techniques,
         rates=args.rates,
         seeds=list(range(args.seeds)),
@@ -85,6 +149,13 @@ def compare_command(args: argparse.Namespace) -> int:
         width=args.width,
         data_dir=args.data_dir,
     )
-    title = f"dropkit compare: {args.dataset}, {args.epochs} epochs, {args.folds} fold(s)"
+    title = f"dropkit compare: {dataset}, {args.epochs} epochs, {args.folds} fold(s)"
     jobs = args.jobs or default_jobs()
-    return run_compare(configs, args.out, jobs=jobs, data_dir=args.data_dir, title=title)
+    return run_compare(
+        configs,
+        args.out,
+        jobs=jobs,
+        data_dir=args.data_dir,
+        title=title,
+        tensorboard=getattr(args, "tensorboard", None),
+    )

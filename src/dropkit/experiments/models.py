@@ -1,22 +1,41 @@
-"""Small models whose dropout sites are filled by a technique, with a rate per site.
+"""Small models whose dropout sites are filled by a technique, with a rate per site, and the
+user's own models (``--model module:function``).
 
-Every model names its dropout sites ``drop1``, ``drop2``, ... (attributes of the model), so a
-``{name: rate}`` mapping addresses them, as :func:`dropkit.surgery.set_rates` does.
+Every built-in model names its dropout sites ``drop1``, ``drop2``, ... (attributes of the
+model), so a ``{name: rate}`` mapping addresses them, as :func:`dropkit.surgery.set_rates` does.
+A user's model is a *factory* ``(technique, p) -> nn.Module``: it puts
+``technique.make_layer(kind, p)`` wherever it wants dropout (``kind`` is ``"dense"``,
+``"conv1d"``, ``"conv2d"`` or ``"sequence"``).
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from dropkit.experiments.techniques import Technique
+from dropkit.experiments._errors import UsageError
+from dropkit.experiments.techniques import Technique, get_technique
 from dropkit.functional._checks import check_p
 
-__all__ = ["MODELS", "DropoutSites", "build_model", "model_sites"]
+__all__ = [
+    "MODELS",
+    "DropoutSites",
+    "ModelFactory",
+    "build_model",
+    "check_factory",
+    "is_custom",
+    "load_factory",
+    "model_sites",
+    "register_factory",
+    "registered_factories",
+]
 
 MODELS = ("mlp", "cnn", "gru")
 
@@ -189,7 +208,10 @@ def build_model(
 
 
 def model_sites(name: str, input_shape: Sequence[int]) -> list[str]:
-    """The kinds of model ``name``'s dropout sites ``drop1, drop2, ...`` in order."""
+    """The kinds of model ``name``'s dropout sites ``drop1, drop2, ...`` in order (a user's
+    model, :func:`is_custom`, has one rate for all its sites: ``["any"]``)."""
+    if is_custom(name):
+        return ["any"]
     shape = tuple(input_shape)
     if name == "mlp":
         return ["dense", "dense"]
@@ -201,4 +223,102 @@ def model_sites(name: str, input_shape: Sequence[int]) -> list[str]:
         raise ValueError(f"model 'cnn' needs (L,) signals or (C, H, W) images, got inputs {shape}")
     if name == "gru":
         return ["sequence", "dense"]
-    raise ValueError(f"model must be one of {MODELS}, got {name!r}")
+    raise ValueError(f"model must be one of {MODELS} or a factory module:function, got {name!r}")
+
+
+#: A user's model: ``(technique, p) -> nn.Module``.
+ModelFactory = Callable[[Technique, float], nn.Module]
+_FACTORIES: dict[str, ModelFactory] = {}
+
+
+def is_custom(name: str) -> bool:
+    """Whether ``name`` is a user's model factory (``module:function``), not a built-in."""
+    return ":" in name
+
+
+def register_factory(name: str, factory: ModelFactory) -> str:
+    """Make ``factory`` the model called ``name`` (``module:function``) in this process and,
+    through :func:`registered_factories`, in ``compare``'s workers; returns ``name``."""
+    if not is_custom(name):
+        raise UsageError(f"a model factory's name must be module:function, got {name!r}")
+    _FACTORIES[name] = factory
+    return name
+
+
+def registered_factories(names: Sequence[str] | None = None) -> dict[str, ModelFactory]:
+    """The factories added by :func:`register_factory` (those in ``names``, if given)."""
+    return {k: v for k, v in _FACTORIES.items() if names is None or k in names}
+
+
+def load_factory(spec: str) -> ModelFactory:
+    """The factory ``module:function`` (registered, else imported; ``function`` may be dotted).
+
+    Raises:
+        UsageError: a malformed spec, a module that does not import, a missing attribute.
+    """
+    if spec in _FACTORIES:
+        return _FACTORIES[spec]
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"--model must be module:function, got {spec!r}")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # as `python -m` would: the user's module beside them
+    try:
+        target: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise UsageError(
+            f"--model {spec}: no module named {error.name!r} (is it on PYTHONPATH?)"
+        ) from None
+    except Exception as error:  # the user's module failed while importing
+        raise UsageError(
+            f"--model {spec}: importing {module_name!r} failed: {type(error).__name__}: {error}"
+        ) from None
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"--model {spec}: module {module_name!r} has no {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UsageError(
+            f"--model {spec}: {attribute!r} is a {type(target).__name__}, not callable"
+        )
+    register_factory(spec, target)
+    return _FACTORIES[spec]
+
+
+def check_factory(
+    spec: str, input_shape: Sequence[int], outputs: int, technique: str = "dropout"
+) -> None:
+    """Build the factory's model once and push two zero inputs through it.
+
+    Raises:
+        UsageError: it raised, did not return an ``nn.Module``, or gave the wrong output shape.
+    """
+    factory = load_factory(spec)
+    for name, p in (("none", 0.0), (technique, 0.1)):
+        try:
+            model = factory(get_technique(name), p)
+        except Exception as error:
+            raise UsageError(
+                f"--model {spec}: calling it with ({name}, p={p:g}) raised "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        if not isinstance(model, nn.Module):
+            raise UsageError(
+                f"--model {spec}: returned {type(model).__name__}, not a torch.nn.Module"
+            )
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))
+    except Exception as error:
+        raise UsageError(
+            f"--model {spec}: a forward pass on inputs (2, {', '.join(map(str, input_shape))}) "
+            f"raised {type(error).__name__}: {error}"
+        ) from None
+    wanted = [(2, outputs)] + ([(2,)] if outputs == 1 else [])
+    if not isinstance(out, Tensor) or tuple(out.shape) not in wanted:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise UsageError(
+            f"--model {spec}: output {shape} for inputs (2, {', '.join(map(str, input_shape))}); "
+            f"the data need (N, {outputs})"
+        )

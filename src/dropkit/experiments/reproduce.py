@@ -82,7 +82,7 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
 def _uci(args: argparse.Namespace) -> int:
     # Seam: the UCI protocol (splits, MC dropout, RMSE and test log-likelihood against Gal &
-    # Ghahramani 2016's Table 1) belongs to the uncertainty module (issue 7); it prints its table.
+    # Ghahramani 2016's Table 1) lives in experiments.uci; it prints its table.
     try:
         from dropkit.experiments import uci
     except ImportError as error:

@@ -112,6 +112,13 @@ def _objective(trial: Any, options: dict[str, Any], sites: list[str]) -> float:
 
 
 def _worker(url: str, name: str, options: dict[str, Any], trials: int) -> None:
+    try:
+        _optimize(url, name, options, trials)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole group: the parent reports, quietly
+        raise SystemExit(130) from None
+
+
+def _optimize(url: str, name: str, options: dict[str, Any], trials: int) -> None:
     import optuna
     import torch
 
@@ -219,6 +226,9 @@ def search_command(args: argparse.Namespace) -> int:
     best = best_rates(study)
     best.update(dataset=args.dataset, model=args.models[0], sites=sites, storage=url, study=name)
     (out / "best.json").write_text(json.dumps(best, indent=2))
+    from dropkit.experiments.results import write_trials
+
+    write_trials(study, out, getattr(args, "tensorboard", None))
     elapsed = time.perf_counter() - start
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in finished)
     print(

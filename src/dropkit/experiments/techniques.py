@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from torch import nn
 
 import dropkit
-from dropkit import schedules
+from dropkit import _techniques, schedules
+from dropkit._techniques import SITE_KINDS
 
 __all__ = ["SITE_KINDS", "TECHNIQUES", "Technique", "get_technique", "register_technique"]
-
-SITE_KINDS = ("dense", "conv1d", "conv2d", "sequence")
 
 LayerFactory = Callable[[str, float], nn.Module]
 ScheduleFactory = Callable[[float, int], Callable[[int], float]]
@@ -69,30 +68,21 @@ def _identity(kind: str, rate: float) -> nn.Module:
     return nn.Identity()
 
 
-def _dropout(kind: str, rate: float) -> nn.Module:
-    return dropkit.nn.Dropout(rate)
+def _from_registry(name: str) -> LayerFactory:
+    """The registered technique at its sites, plain dropout at the model's other sites."""
+    spec = _techniques.get(name)
+    sites = spec.compare_sites or frozenset()
 
+    def make_layer(kind: str, rate: float) -> nn.Module:
+        return spec.build(rate) if kind in sites else dropkit.nn.Dropout(rate)
 
-def _gaussian(kind: str, rate: float) -> nn.Module:
-    return dropkit.nn.GaussianDropout(rate)
-
-
-def _alpha(kind: str, rate: float) -> nn.Module:
-    return dropkit.nn.AlphaDropout(rate)
+    return make_layer
 
 
 def _spatial(kind: str, rate: float) -> nn.Module:
-    if kind == "conv1d":
-        return dropkit.nn.SpatialDropout1d(rate)
-    if kind == "conv2d":
-        return dropkit.nn.SpatialDropout2d(rate)
+    if kind in ("conv1d", "conv2d"):
+        return _techniques.get(f"spatial{kind[4]}d").build(rate)
     return dropkit.nn.Dropout(rate)
-
-
-def _locked(kind: str, rate: float) -> nn.Module:
-    return (
-        dropkit.nn.LockedDropout(rate, time_dim=1) if kind == "sequence" else _dropout(kind, rate)
-    )
 
 
 TECHNIQUES: dict[str, Technique] = {}
@@ -104,22 +94,22 @@ def register_technique(technique: Technique) -> Technique:
     return technique
 
 
+# The single-module techniques come from the technique registry (``dropkit._techniques``: the
+# entries with ``compare_sites``); compare adds the baseline, the per-site spatial choice and
+# the rate schedules over plain dropout.
+_dropout = _from_registry("dropout")
 for _technique in (
     Technique("none", "no dropout (the baseline)", _identity, uses_rate=False),
-    Technique("dropout", "inverted Bernoulli dropout (Srivastava 2014)", _dropout),
-    Technique("gaussian", "multiplicative Gaussian noise (Srivastava 2014 §10)", _gaussian),
-    Technique("alpha", "alpha dropout (Klambauer 2017)", _alpha),
-    Technique(
-        "spatial",
-        "whole-channel dropout on conv maps (Tompson 2015)",
-        _spatial,
-        site_kinds=frozenset({"conv1d", "conv2d"}),
+    *(
+        Technique(spec.name, spec.paper, _from_registry(spec.name), site_kinds=spec.compare_sites)
+        for spec in _techniques.TECHNIQUES.values()
+        if spec.compare_sites is not None
     ),
     Technique(
-        "locked",
-        "one mask over time in sequences (Gal & Ghahramani 2016)",
-        _locked,
-        site_kinds=frozenset({"sequence"}),
+        "spatial",
+        "whole-channel dropout on conv maps (Tompson 2015): spatial1d/spatial2d per site",
+        _spatial,
+        site_kinds=frozenset({"conv1d", "conv2d"}),
     ),
     Technique(
         "curriculum", "rate rising from 0 to p (Morerio 2017)", _dropout, curriculum_schedule
@@ -131,7 +121,10 @@ for _technique in (
 
 
 def get_technique(name: str) -> Technique:
-    """The registered technique called ``name``; ValueError listing the choices otherwise."""
+    """The registered technique called ``name`` (or a registry alias of it); ValueError listing
+    the choices otherwise."""
+    if name not in TECHNIQUES and name in _techniques.names(aliases=True):
+        name = _techniques.get(name).name  # an alias such as "gaussian_dropout"
     if name not in TECHNIQUES:
         raise ValueError(f"technique must be one of {sorted(TECHNIQUES)}, got {name!r}")
     return TECHNIQUES[name]

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dropkit import uncertainty
 from dropkit.experiments.data import Dataset, load_dataset
-from dropkit.experiments.models import build_model, model_sites
+from dropkit.experiments.models import build_model, is_custom, load_factory, model_sites
 from dropkit.experiments.techniques import get_technique
 from dropkit.nn import DropoutModule
 
@@ -179,15 +179,26 @@ def train_run(
     x_test, y_test = torch.from_numpy(dataset.x_test), torch.from_numpy(dataset.y_test)
 
     torch.manual_seed(config.seed)  # weights and every dropout module's seed
-    model = build_model(
-        config.model, dataset.input_shape, dataset.num_outputs, technique, rates, config.width
-    )
     schedules: list[tuple[DropoutModule, Callable[[int], float]]] = []
-    if technique.schedule is not None:
-        for index, rate in enumerate(rates, start=1):
-            site = model.site(index)
-            if isinstance(site, DropoutModule):
-                schedules.append((site, technique.schedule(rate, config.epochs)))
+    model: nn.Module
+    if is_custom(config.model):  # the user's factory: one rate for every dropout module in it
+        model = load_factory(config.model)(technique, rates[0])
+        if technique.schedule is not None:
+            schedules = [
+                (module, technique.schedule(rates[0], config.epochs))
+                for module in model.modules()
+                if isinstance(module, DropoutModule)
+            ]
+    else:
+        built = build_model(
+            config.model, dataset.input_shape, dataset.num_outputs, technique, rates, config.width
+        )
+        model = built
+        if technique.schedule is not None:
+            for index, rate in enumerate(rates, start=1):
+                site = built.site(index)
+                if isinstance(site, DropoutModule):
+                    schedules.append((site, technique.schedule(rate, config.epochs)))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = torch.Generator().manual_seed(config.seed)
     curves: dict[str, list[float]] = {

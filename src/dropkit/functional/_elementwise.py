@@ -69,7 +69,7 @@ def check_noise_shape(
             f"{name} must be None or a sequence of positive ints / None, got "
             f"{type(noise_shape).__name__} {noise_shape!r}"
         )
-    entries = tuple(noise_shape)  # type: ignore[arg-type]
+    entries = tuple(noise_shape)
     for entry in entries:
         if entry is None:
             continue

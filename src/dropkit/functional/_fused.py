@@ -13,7 +13,7 @@ from torch import Tensor
 
 from dropkit import rng
 from dropkit.functional._checks import as_rate, check_floating, check_offset, resolve_seed_step
-from dropkit.kernels import _fused_ops
+from dropkit.kernels import _ops
 
 __all__ = ["bias_act_dropout", "bias_act_dropout_add", "bias_dropout_add"]
 
@@ -61,7 +61,7 @@ def _fused(
         rate = torch.zeros((), dtype=torch.float32, device=x.device)
         seed, step = 0, 0
     seed_t, step_t = resolve_seed_step(seed, step, x.device)
-    return _fused_ops.bias_act_dropout_add(
+    return _ops.bias_act_dropout_add(
         x, bias, residual, rate, seed_t, step_t, check_offset(offset), activation
     )
 

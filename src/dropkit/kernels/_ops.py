@@ -1,67 +1,53 @@
-"""dropkit's primitive ops, registered with ``torch.library``.
+"""dropkit's primitive ops, declared once each and built by :mod:`._registry`.
 
-torch.compile, torch.export and FakeTensor tracing see each op as one node with a known output
-shape. The op's body asks :func:`dropkit.kernels.backend_for` for an implementation at run time.
+The elementwise ops take ``(x, rate, seed, step, offset, mask_shape, *params)`` and run the
+:class:`~dropkit.kernels._spec.OpSpec` their params select; ``step`` is 0-d, or 1-D of length
+``k`` (MC sampling, :mod:`dropkit._mc_context`): then ``x`` is ``k`` equal groups along dim 0,
+group ``j`` drawn with ``step[j]`` exactly as a separate call on that group would draw it, and
+``mask_shape`` is one group's mask shape (see :func:`dropkit.kernels._dispatch.run`).
 
-Autograd saves only the 0-d ``rate``, ``seed`` and ``step`` tensors (cloned, so a later in-place
-step increment or rate change cannot disturb backward) and the Python ints ``offset`` and
-``mask_shape``: backward regenerates the mask. No tensor of the input's size is held.
-
-``step`` is 0-d, or 1-D of length ``k`` (MC sampling, :mod:`dropkit._mc_context`): then ``x`` is
-``k`` equal groups along dim 0, group ``j`` is drawn with ``step[j]`` exactly as a separate call
-on that group would draw it, and ``mask_shape`` is one group's mask shape. A backend that lists
-the op in ``grouped_step_ops`` does that in one pass; for the others the op loops over groups.
-
-Eager calls on plain tensors skip ``torch.library``'s Python dispatch: the public functions here
-run the same body under a plain :class:`torch.autograd.Function` (or directly, where autograd does
-not record) whenever :func:`dropkit.kernels._eager.plain_eager` allows: not while compiling or
-exporting, not under a ``TorchDispatchMode`` (FakeTensor, ``make_fx``, FLOP counters), not under
-functorch transforms, and only for ``torch.Tensor``/``nn.Parameter`` inputs (no subclasses). The
-custom op's dispatch costs ~35 µs a call on the CPU and ~200 µs on a CUDA machine in backward
-(measured on an H200 with torch 2.11); both paths run the same backend code and give the same
-bits, and the op is still what torch.compile and torch.export see.
+The fused ops compute ``residual + dropout(act(x + bias))`` and its backward with the mask
+``dropout`` draws for ``x``'s shape. Autograd saves the 0-d ``rate``, ``seed`` and ``step``
+(cloned), the bias (a parameter-sized tensor: its shape sets the bias gradient's reduction) and
+``x`` only where the activation's derivative needs it (the pre-activation is recomputed from
+``x`` and ``bias``). No mask and no intermediate of ``x``'s size is ever stored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from dropkit.kernels import backend_for
-from dropkit.kernels._eager import plain_eager, records_grad
-from dropkit.kernels.reference import check_step, step_groups
+from dropkit.kernels import _dispatch
+from dropkit.kernels._dispatch import Epilogue
+from dropkit.kernels._registry import (
+    elementwise_op,
+    elementwise_out_op,
+    register_op,
+)
+from dropkit.kernels._spec import (
+    ALPHA_DROPOUT,
+    ALPHA_DROPOUT_BACKWARD,
+    BIAS_ACT_DROPOUT_ADD,
+    BIAS_ACT_DROPOUT_BACKWARD,
+    DROPOUT,
+    DROPOUT_UNSCALED,
+    GAUSSIAN_DROPOUT,
+    Draw,
+)
 
 __all__ = [
     "alpha_dropout",
     "alpha_dropout_backward",
+    "bias_act_dropout_add",
+    "bias_act_dropout_backward",
     "dropout",
     "dropout_out",
     "gaussian_dropout",
+    "snapshot",
 ]
-
-
-def _empty_like(x: Tensor, *args: Any) -> Tensor:
-    return torch.empty_like(x)
-
-
-def _grouped(
-    op: str, x: Tensor, step: Tensor, run: Callable[[Any, Tensor, Tensor], Tensor]
-) -> Tensor:
-    """``run(backend, x, step)``, once per dim-0 group of ``x`` (results concatenated) where
-    ``step`` is 1-D and the backend does not take grouped steps for ``op``."""
-    check_step(x, step)
-    backend = backend_for(x, op)
-    if step.dim() == 0 or op in getattr(backend, "grouped_step_ops", ()):
-        return run(backend, x, step)
-    out = torch.empty_like(x)
-    for part, part_step, target in zip(
-        step_groups(x, step), step.unbind(), step_groups(out, step), strict=True
-    ):
-        target.copy_(run(backend, part, part_step))
-    return out
 
 
 @torch.library.custom_op("dropkit::snapshot", mutates_args=())
@@ -77,245 +63,129 @@ def snapshot(t: Tensor) -> Tensor:
     return t.clone()
 
 
-snapshot.register_fake(_empty_like)
+@snapshot.register_fake
+def _(t: Tensor) -> Tensor:
+    return torch.empty_like(t)
 
 
-def _save_rng(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    _, rate, seed, step, offset, mask_shape, *extra = inputs
-    ctx.save_for_backward(rate.detach().clone(), seed.detach().clone(), step.detach().clone())
-    ctx.offset = offset
-    ctx.mask_shape = mask_shape
-    ctx.extra = extra
+# -- the elementwise family ------------------------------------------------------------------------
 
+_DROPOUT_VARIANTS = {(True,): DROPOUT, (False,): DROPOUT_UNSCALED}
+_DROPOUT_DOC = "``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1"
 
-def _no_grad_for_rng(grad_x: Tensor, extra: list[Any]) -> tuple[Tensor | None, ...]:
-    return (grad_x, None, None, None, None, None, *[None] * len(extra))
-
-
-def _eager_twin(
-    body: Callable[..., Tensor], backward: Callable[[Any, Tensor], tuple[Tensor | None, ...]]
-) -> type[torch.autograd.Function]:
-    """A :class:`torch.autograd.Function` running ``body`` with the op's saved state and
-    backward: the op's autograd without ``torch.library``'s dispatch."""
-
-    class EagerTwin(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, *inputs: Any) -> Tensor:
-            output = body(*inputs)
-            _save_rng(ctx, inputs, output)
-            return output
-
-        @staticmethod
-        def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
-            return backward(ctx, grads[0])
-
-    EagerTwin.__name__ = EagerTwin.__qualname__ = f"Eager{body.__name__.title()}"
-    return EagerTwin
-
-
-def _call(
-    op: Callable[..., Tensor],
-    twin: type[torch.autograd.Function],
-    body: Callable[..., Tensor],
-    args: tuple[Any, ...],
-) -> Tensor:
-    """``op(*args)``, or the same result without the dispatcher where :func:`plain_eager`
-    allows: ``body`` directly if autograd does not record, else through ``twin``."""
-    x, rate, seed, step = args[:4]
-    if not plain_eager(x, rate, seed, step):
-        return op(*args)
-    if records_grad(x):
-        return twin.apply(*args)
-    return body(*args)
-
-
-def _dropout_body(
-    x: Tensor,
-    rate: Tensor,
-    seed: Tensor,
-    step: Tensor,
-    offset: int,
-    mask_shape: list[int],
-    scale: bool,
-) -> Tensor:
-    check_step(x, step)
-    backend = backend_for(x, "dropout")
-    if step.dim() == 0 or "dropout" in getattr(backend, "grouped_step_ops", ()):
-        return backend.dropout(x, rate, seed, step, offset, mask_shape, scale)
-    out = torch.empty_like(x)  # each group written straight into its slice: no copies
-    _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
-    return out
-
-
-@torch.library.custom_op("dropkit::dropout", mutates_args=())
-def _dropout_op(
-    x: Tensor,
-    rate: Tensor,
-    seed: Tensor,
-    step: Tensor,
-    offset: int,
-    mask_shape: list[int],
-    scale: bool,
-) -> Tensor:
-    """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1."""
-    return _dropout_body(x, rate, seed, step, offset, mask_shape, scale)
-
-
-_dropout_op.register_fake(_empty_like)
-
-
-def _dropout_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    rate, seed, step = ctx.saved_tensors
-    grad_x = dropout(grad, rate, seed, step, ctx.offset, ctx.mask_shape, *ctx.extra)
-    return _no_grad_for_rng(grad_x, ctx.extra)
-
-
-_dropout_op.register_autograd(_dropout_backward, setup_context=_save_rng)
-
-
-_DropoutFunction = _eager_twin(_dropout_body, _dropout_backward)
-
-
-def dropout(
-    x: Tensor,
-    rate: Tensor,
-    seed: Tensor,
-    step: Tensor,
-    offset: int,
-    mask_shape: list[int],
-    scale: bool,
-) -> Tensor:
-    """``where(keep, x * s, 0)`` with ``s = 1 / (1 - p_eff)`` if ``scale`` else 1 (the
-    ``dropkit::dropout`` op, or its eager twin where :func:`plain_eager` allows)."""
-    args = (x, rate, seed, step, offset, mask_shape, scale)
-    return _call(_dropout_op, _DropoutFunction, _dropout_body, args)
-
-
-@torch.library.custom_op("dropkit::dropout_out", mutates_args=("out",))
-def _dropout_out_op(
-    x: Tensor,
-    rate: Tensor,
-    seed: Tensor,
-    step: Tensor,
-    offset: int,
-    mask_shape: list[int],
-    scale: bool,
-    out: Tensor,
-) -> None:
-    """:func:`dropout` written into ``out`` (may be ``x`` itself: in-place, no temporary).
-
-    Not differentiable (like PyTorch's ``out=`` variants): the functional layer uses it only
-    where autograd does not record.
-    """
-    _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
-
-
-def dropout_out(
-    x: Tensor,
-    rate: Tensor,
-    seed: Tensor,
-    step: Tensor,
-    offset: int,
-    mask_shape: list[int],
-    scale: bool,
-    out: Tensor,
-) -> None:
-    """:func:`dropout` written into ``out`` (the ``dropkit::dropout_out`` op, or the same body
-    directly where :func:`plain_eager` allows)."""
-    if plain_eager(x, rate, seed, step, out):
-        _dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
-    else:
-        _dropout_out_op(x, rate, seed, step, offset, mask_shape, scale, out)
-
-
-def _dropout_out(
-    x: Tensor,
-    rate: Tensor,
-    seed: Tensor,
-    step: Tensor,
-    offset: int,
-    mask_shape: list[int],
-    scale: bool,
-    out: Tensor,
-) -> None:
-    check_step(x, step)
-    backend = backend_for(x, "dropout_out")
-    if step.dim() == 0 or "dropout_out" in getattr(backend, "grouped_step_ops", ()):
-        backend.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
-        return
-    for part, part_step, target in zip(
-        step_groups(x, step), step.unbind(), step_groups(out, step), strict=True
-    ):
-        backend.dropout_out(part, rate, seed, part_step, offset, mask_shape, scale, target)
-
-
-def _elementwise_op(name: str, doc: str, backward_name: str) -> tuple[Any, Callable[..., Tensor]]:
-    """``dropkit::<name>`` for the ops with the signature ``(x, rate, seed, step, offset,
-    mask_shape)``: the custom op (body: the backend's ``<name>``, group by group where it takes
-    no 1-D step) with autograd through :func:`<backward_name>`, and the public function that
-    runs it or its eager twin. Both are registered in :data:`_ELEMENTWISE` under ``name`` and
-    looked up there at call time (tests replace an op to check that plain eager calls never
-    reach it)."""
-
-    def body(
-        x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-    ) -> Tensor:
-        return _grouped(
-            name,
-            x,
-            step,
-            lambda backend, part, part_step: getattr(backend, name)(
-                part, rate, seed, part_step, offset, mask_shape
-            ),
-        )
-
-    def op_body(
-        x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-    ) -> Tensor:
-        return body(x, rate, seed, step, offset, mask_shape)
-
-    op_body.__doc__ = doc
-    op = torch.library.custom_op(f"dropkit::{name}", mutates_args=())(op_body)
-    op.register_fake(_empty_like)
-
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        rate, seed, step = ctx.saved_tensors
-        grad_x = _ELEMENTWISE[backward_name][1](grad, rate, seed, step, ctx.offset, ctx.mask_shape)
-        return _no_grad_for_rng(grad_x, ctx.extra)
-
-    op.register_autograd(backward, setup_context=_save_rng)
-    body.__name__ = name
-    twin = _eager_twin(body, backward)
-
-    def public(
-        x: Tensor, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: list[int]
-    ) -> Tensor:
-        args = (x, rate, seed, step, offset, mask_shape)
-        return _call(_ELEMENTWISE[name][0], twin, body, args)
-
-    public.__name__ = public.__qualname__ = name
-    public.__doc__ = f"{doc} (``dropkit::{name}``, or its eager twin)."
-    _ELEMENTWISE[name] = (op, public)
-    return op, public
-
-
-#: name -> (custom op, public function) of the ops made by :func:`_elementwise_op`.
-_ELEMENTWISE: dict[str, tuple[Any, Callable[..., Tensor]]] = {}
-
-
-_gaussian_dropout_op, gaussian_dropout = _elementwise_op(
+dropout = elementwise_op("dropout", _DROPOUT_DOC, _DROPOUT_VARIANTS, ", bool scale")
+dropout_out = elementwise_out_op(
+    "dropout_out", f"{_DROPOUT_DOC}, written into ``out``", _DROPOUT_VARIANTS, ", bool scale"
+)
+gaussian_dropout = elementwise_op(
     "gaussian_dropout",
     "``x * (1 + sqrt(p / (1 - p)) * n)`` with ``n`` standard normal per mask element",
-    "gaussian_dropout",
+    {(): GAUSSIAN_DROPOUT},
 )
-# The map grad -> where(keep, a * grad, 0) is linear and self-adjoint: its own backward.
-_alpha_dropout_backward_op, alpha_dropout_backward = _elementwise_op(
+alpha_dropout_backward = elementwise_op(
     "alpha_dropout_backward",
     "``where(keep, a * grad, 0)``: the gradient of alpha dropout",
-    "alpha_dropout_backward",
+    {(): ALPHA_DROPOUT_BACKWARD},
 )
-_alpha_dropout_op, alpha_dropout = _elementwise_op(
+alpha_dropout = elementwise_op(
     "alpha_dropout",
     "``where(keep, a * x + b, a * alpha' + b)`` (Klambauer et al. 2017)",
-    "alpha_dropout_backward",
+    {(): ALPHA_DROPOUT},
 )
+
+
+# -- fused: residual + dropout(act(x + bias)) and its backward ------------------------------------
+
+_FUSED_RNG = "Tensor rate, Tensor seed, Tensor step, SymInt offset, str activation"
+
+
+def _fused_backward_body(
+    grad: Tensor,
+    x: Tensor | None,
+    bias: Tensor | None,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    activation: str,
+) -> tuple[Tensor, Tensor]:
+    draw = Draw(rate, seed, step, offset, grad.shape)
+    epilogue = Epilogue(activation, bias, input=x)
+    return _dispatch.run(BIAS_ACT_DROPOUT_BACKWARD, grad, draw, None, epilogue)  # type: ignore[return-value]
+
+
+def _fused_backward_fake(
+    grad: Tensor, x: Tensor | None, bias: Tensor | None, *args: Any
+) -> tuple[Tensor, Tensor]:
+    accumulate = torch.float64 if grad.dtype == torch.float64 else torch.float32
+    bias_shape = (0,) if bias is None else bias.shape
+    return torch.empty_like(grad), grad.new_empty(bias_shape, dtype=accumulate)
+
+
+bias_act_dropout_backward = register_op(
+    "bias_act_dropout_backward",
+    f"(Tensor grad, Tensor? x, Tensor? bias, {_FUSED_RNG}) -> (Tensor, Tensor)",
+    _fused_backward_body,
+    doc="Gradients with respect to the pre-activation, ``where(keep, grad * s, 0) * "
+    "act'(x + b)``, and to the bias (float32 or float64, summed to ``bias``'s shape; empty "
+    "without a bias)",
+    fake=_fused_backward_fake,
+).public
+
+
+def _fused_body(
+    x: Tensor,
+    bias: Tensor | None,
+    residual: Tensor | None,
+    rate: Tensor,
+    seed: Tensor,
+    step: Tensor,
+    offset: int,
+    activation: str,
+) -> Tensor:
+    draw = Draw(rate, seed, step, offset, x.shape)
+    epilogue = Epilogue(activation, bias, residual)
+    return _dispatch.run(BIAS_ACT_DROPOUT_ADD, x, draw, None, epilogue)  # type: ignore[return-value]
+
+
+def _fused_setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    x, bias, residual, rate, seed, step, offset, activation = inputs
+    ctx.save_for_backward(
+        x if activation != "identity" else None,
+        bias,
+        rate.detach().clone(),
+        seed.detach().clone(),
+        step.detach().clone(),
+    )
+    ctx.offset = offset
+    ctx.activation = activation
+    ctx.bias_meta = None if bias is None else (bias.shape, bias.dtype)
+    ctx.residual_meta = None if residual is None else (residual.shape, residual.dtype)
+
+
+def _fused_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    x, bias, rate, seed, step = ctx.saved_tensors
+    needs_x, needs_bias, needs_residual = ctx.needs_input_grad[:3]
+    grad_x = grad_bias = grad_residual = None
+    if needs_x or needs_bias:
+        grad_h, grad_bias_wide = bias_act_dropout_backward(
+            grad, x, bias, rate, seed, step, ctx.offset, ctx.activation
+        )
+        grad_x = grad_h if needs_x else None
+        if needs_bias and ctx.bias_meta is not None:
+            grad_bias = grad_bias_wide.to(ctx.bias_meta[1])
+    if needs_residual and ctx.residual_meta is not None:
+        shape, dtype = ctx.residual_meta
+        grad_residual = grad.sum_to_size(shape).to(dtype)
+    return grad_x, grad_bias, grad_residual, None, None, None, None, None
+
+
+bias_act_dropout_add = register_op(
+    "bias_act_dropout_add",
+    f"(Tensor x, Tensor? bias, Tensor? residual, {_FUSED_RNG}) -> Tensor",
+    _fused_body,
+    doc="``residual + where(keep, act(x + bias) * s, 0)``, intermediates in float32",
+    setup=_fused_setup,
+    backward=_fused_backward,
+    differentiable=(0, 1, 2),
+).public

@@ -1,7 +1,17 @@
 """One module per dropout technique; ``forward`` is one call into :mod:`dropkit.functional`."""
 
+from dropkit.nn._adl import ADL
 from dropkit.nn._attention import AttentionDropout, DropHead, DropKey
 from dropkit.nn._base import DropoutModule
+from dropkit.nn._concrete import ConcreteDropout, SpatialConcreteDropout
+from dropkit.nn._drop_block import DropBlock2d, DropBlock3d
+from dropkit.nn._drop_connect import (
+    DropConnectConv1d,
+    DropConnectConv2d,
+    DropConnectConv3d,
+    DropConnectLinear,
+)
+from dropkit.nn._drop_path import DropPath
 from dropkit.nn._elementwise import (
     AlphaDropout,
     Dropout,
@@ -12,7 +22,10 @@ from dropkit.nn._elementwise import (
     SpatialDropout2d,
     SpatialDropout3d,
 )
+from dropkit.nn._embedding import EmbeddingDropout
 from dropkit.nn._fused import BiasActDropout, BiasActDropoutAdd, BiasDropoutAdd
+from dropkit.nn._learned import LearnedDropoutModule
+from dropkit.nn._patch_dropout import PatchDropout
 from dropkit.nn._recurrent import (
     VariationalGRU,
     VariationalLSTM,
@@ -20,18 +33,16 @@ from dropkit.nn._recurrent import (
     ZoneoutGRUCell,
     ZoneoutLSTMCell,
 )
-from dropkit.nn._structured import (
-    ADL,
-    DropBlock2d,
-    DropBlock3d,
-    DropConnectConv1d,
-    DropConnectConv2d,
-    DropConnectConv3d,
-    DropConnectLinear,
-    DropPath,
-    EmbeddingDropout,
-    LinearRamp,
-    PatchDropout,
+from dropkit.nn._standout import Standout
+from dropkit.nn._variational import (
+    Conv2dSVDO,
+    LinearSVDO,
+    SparseLinear,
+    SparsityReport,
+    VariationalDropoutConv2d,
+    VariationalDropoutLinear,
+    export_pruned,
+    sparsity,
 )
 
 __all__ = [
@@ -41,6 +52,8 @@ __all__ = [
     "BiasActDropout",
     "BiasActDropoutAdd",
     "BiasDropoutAdd",
+    "ConcreteDropout",
+    "Conv2dSVDO",
     "DropBlock2d",
     "DropBlock3d",
     "DropConnectConv1d",
@@ -55,15 +68,24 @@ __all__ = [
     "EmbeddingDropout",
     "FeatureAlphaDropout",
     "GaussianDropout",
-    "LinearRamp",
+    "LearnedDropoutModule",
+    "LinearSVDO",
     "LockedDropout",
     "PatchDropout",
+    "SparseLinear",
+    "SparsityReport",
+    "SpatialConcreteDropout",
     "SpatialDropout1d",
     "SpatialDropout2d",
     "SpatialDropout3d",
+    "Standout",
+    "VariationalDropoutConv2d",
+    "VariationalDropoutLinear",
     "VariationalGRU",
     "VariationalLSTM",
     "WeightDrop",
     "ZoneoutGRUCell",
     "ZoneoutLSTMCell",
+    "export_pruned",
+    "sparsity",
 ]

@@ -1,7 +1,8 @@
-"""Rate schedules (plain callables ``step -> rate``), depth schedules for stochastic depth, and
-the :class:`DropoutScheduler` that drives a model's dropout modules."""
+"""Rate schedules (plain callables ``step -> rate``), depth schedules for stochastic depth, the
+:class:`DropoutScheduler` that drives a model's dropout modules, and :class:`LinearRamp`."""
 
 from dropkit.schedules._depth import linear_by_depth, stagewise
+from dropkit.schedules._ramp import LinearRamp
 from dropkit.schedules._scheduler import DropoutScheduler, rate_modules
 from dropkit.schedules._schedules import (
     Schedule,
@@ -20,6 +21,7 @@ from dropkit.schedules._schedules import (
 
 __all__ = [
     "DropoutScheduler",
+    "LinearRamp",
     "Schedule",
     "constant",
     "cosine",

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dropkit.functional._checks import check_p
+from dropkit.functional._drop_path import DepthRule, depth_rates
 
 __all__ = ["linear_by_depth", "stagewise"]
 
 
-def linear_by_depth(max_rate: float, num_blocks: int) -> list[float]:
+def linear_by_depth(max_rate: float, num_blocks: int, *, rule: DepthRule = "timm") -> list[float]:
     r"""Rates rising linearly with depth: :math:`p_l = p_{\max}\,l / (L - 1)`, :math:`l = 0..L-1`.
 
     The first block keeps everything and the last drops at ``max_rate`` (the "linear decay
-    rule" of Huang et al., in timm's convention where block 0 has rate 0).
+    rule" of Huang et al., in timm's convention where block 0 has rate 0). The same rule as
+    :func:`dropkit.functional.depth_rates`, which computes it; ``rule="huang"`` gives the
+    paper's :math:`p_l = p_{\max}\,l / L`, :math:`l = 1..L`.
 
     Example:
         >>> linear_by_depth(0.3, 4)
@@ -25,9 +28,7 @@ def linear_by_depth(max_rate: float, num_blocks: int) -> list[float]:
     max_rate = check_p(max_rate, "max_rate")
     if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
         raise ValueError(f"num_blocks must be a positive int, got {num_blocks!r}")
-    if num_blocks == 1:
-        return [max_rate]
-    return [round(max_rate * block / (num_blocks - 1), 12) for block in range(num_blocks)]
+    return depth_rates(num_blocks, max_rate, rule=rule)
 
 
 def stagewise(

@@ -1,14 +1,7 @@
 """Model surgery on any ``nn.Module``: convert dropout to dropkit and back, route functional
 dropout, insert, remove and re-rate dropout layers; summary and audit of every dropout site."""
 
-from dropkit.surgery._audit import (
-    AuditReport,
-    DropoutSite,
-    DropoutSummary,
-    Finding,
-    audit,
-    summary,
-)
+from dropkit.surgery._audit import AuditReport, Finding, audit
 from dropkit.surgery._convert import (
     PRESETS,
     ConversionError,
@@ -29,6 +22,7 @@ from dropkit.surgery._functional import (
     unroute_functional,
 )
 from dropkit.surgery._registry import register_conversion, register_unsupported
+from dropkit.surgery._summary import DropoutSite, DropoutSummary, summary
 
 __all__ = [
     "PRESETS",

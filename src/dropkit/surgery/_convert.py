@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 import dropkit.nn as dk
+from dropkit import _techniques
 from dropkit._patterns import ModuleSelector, matches, no_match_error
 from dropkit.functional._checks import check_p
 from dropkit.schedules._scheduler import rate_modules, set_module_rate
@@ -248,28 +249,18 @@ class _DropoutAfter:
 
 
 _Technique = str | type[nn.Module] | Callable[[float], nn.Module]
-_TECHNIQUES: dict[str, type[nn.Module]] = {
-    "dropout": dk.Dropout,
-    "alpha": dk.AlphaDropout,
-    "gaussian": dk.GaussianDropout,
-    "spatial1d": dk.SpatialDropout1d,
-    "spatial2d": dk.SpatialDropout2d,
-    "spatial3d": dk.SpatialDropout3d,
-    "drop_path": dk.DropPath,
-    "drop_block2d": dk.DropBlock2d,
-    "drop_block3d": dk.DropBlock3d,
-    "feature_alpha": dk.FeatureAlphaDropout,
-}
 
 
 def _make_technique(technique: _Technique, p: float) -> nn.Module:
     if isinstance(technique, str):
-        if technique not in _TECHNIQUES:
+        try:
+            spec = _techniques.get(technique)
+        except ValueError:
             raise ValueError(
-                f"technique must be one of {sorted(_TECHNIQUES)} or a module factory, got "
-                f"{technique!r}"
-            )
-        return _TECHNIQUES[technique](p)
+                f"technique must be one of {_techniques.names(aliases=True)} or a module "
+                f"factory, got {technique!r}"
+            ) from None
+        return spec.build(p)
     if not callable(technique):
         raise TypeError(f"technique must be a name or a callable p -> module, got {technique!r}")
     return technique(p)
@@ -293,9 +284,10 @@ def insert(
     Args:
         model: any ``nn.Module``.
         after: ``fnmatch`` pattern over qualified names, or a module type.
-        technique: ``"dropout"``, ``"alpha"``, ``"feature_alpha"``, ``"gaussian"``,
-            ``"spatial1d/2d/3d"``, ``"drop_path"``, ``"drop_block2d/3d"``, or a
-            callable ``p -> module``.
+        technique: a registered technique name (``dropkit._techniques``: ``"dropout"``,
+            ``"alpha"``, ``"feature_alpha"``, ``"gaussian"``, ``"spatial1d/2d/3d"``,
+            ``"locked"``, ``"drop_path"``, ``"drop_block2d/3d"``, or an alias such as
+            ``"gaussian_dropout"``), or a callable ``p -> module``.
         p: the rate, in [0, 1].
         strict: a selector that matches nothing is an error listing near matches.
         seed: model-wide seed for the new sites (see :func:`site_seed`).

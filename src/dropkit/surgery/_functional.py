@@ -95,7 +95,7 @@ class FunctionalDropoutRouter(DropoutModule):
     @property
     def p(self) -> float:
         """The override rate (only used once set)."""
-        return DropoutModule.p.fget(self)  # type: ignore[attr-defined,no-any-return]
+        return DropoutModule.p.fget(self)  # type: ignore[attr-defined]
 
     @p.setter
     def p(self, value: float) -> None:

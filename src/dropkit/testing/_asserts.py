@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dropkit.surgery._audit import _outputs_equal, _restore, _run, _snapshot
 from dropkit.surgery._convert import is_dropout_like
+from dropkit.surgery._trace import _outputs_equal, _restore, _run, _snapshot
 
 __all__ = [
     "assert_dropout_active",

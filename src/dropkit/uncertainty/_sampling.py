@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from dropkit import _mc_context
 from dropkit.nn._base import DropoutModule
+from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.uncertainty._mc_mode import is_mc_capable, mc_mode
 
 __all__ = [
@@ -338,7 +339,10 @@ def sample(
         )
     reducer = _make_reducer(reduce)
     batch = x.shape[0]
-    steps = [m.step for m in model.modules() if isinstance(m, DropoutModule)]
+    # Learned-rate modules (issue 12) keep seed/step buffers too but are not DropoutModules.
+    steps = [
+        m.step for m in model.modules() if isinstance(m, (DropoutModule, LearnedDropoutModule))
+    ]
     saved_steps = [s.clone() for s in steps]
     collected: list[Tensor] = []
 

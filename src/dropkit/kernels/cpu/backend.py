@@ -40,7 +40,9 @@ import torch
 from torch import Tensor
 
 from dropkit import rng
+from dropkit.kernels._dispatch import Epilogue, step_groups
 from dropkit.kernels._layout import merged_dims
+from dropkit.kernels._spec import BIAS_ACT_DROPOUT_ADD, Draw, OpSpec
 from dropkit.kernels.cpu import (
     _fused_kernels,
     _kernels,
@@ -49,15 +51,7 @@ from dropkit.kernels.cpu import (
     _memory,
     _openmp,
 )
-from dropkit.kernels.reference import (
-    ACTIVATIONS,
-    ReferenceBackend,
-    alpha_constants,
-    compute_dtype,
-    dropout_scale,
-    gaussian_std,
-    step_groups,
-)
+from dropkit.kernels.reference import ACTIVATIONS, ReferenceBackend, compute_dtype
 
 __all__ = ["PARALLEL_MIN_NUMEL", "CPUBackend"]
 
@@ -78,8 +72,6 @@ _STORAGE = {
     torch.float16: np.int16,
 }
 _Result = TypeVar("_Result")
-# (int threshold, compute dtype) -> (a, b, dropped) for out = keep ? x * a (+ b) : dropped
-_Constants = Callable[[int, torch.dtype], tuple[Any, Any, Any]]
 # (x, step, out) -> the reference's result for one 0-d step (``out`` or a new tensor)
 _Reference = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -235,15 +227,9 @@ def _threshold(rate: Tensor) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _dropout_scale(threshold: int, dtype: torch.dtype) -> float:
-    """:func:`~dropkit.kernels.reference.dropout_scale` of an int threshold, memoised."""
-    return float(dropout_scale(torch.tensor(threshold), dtype))
-
-
-@functools.lru_cache(maxsize=4096)
-def _alpha_constants(threshold: int, dtype: torch.dtype) -> tuple[float, float, float]:
-    """:func:`~dropkit.kernels.reference.alpha_constants` of an int threshold, memoised."""
-    a, b, dropped = alpha_constants(torch.tensor(threshold), dtype)
+def _constants(spec: OpSpec, threshold: int, dtype: torch.dtype) -> tuple[float, float, float]:
+    """``spec.constants`` of an int threshold as floats, memoised."""
+    a, b, dropped = spec.constants(torch.tensor(threshold), dtype)
     return float(a), float(b), float(dropped)
 
 
@@ -259,7 +245,7 @@ class CPUBackend(ReferenceBackend):
     name = "cpu"
     #: Ops that take a 1-D ``step`` (dim-0 groups, one step each) in one call.
     grouped_step_ops = frozenset(
-        {"dropout", "dropout_out", "alpha_dropout", "alpha_dropout_backward"}
+        {"dropout", "dropout_unscaled", "alpha_dropout", "alpha_dropout_backward"}
     )
 
     def __init__(self) -> None:
@@ -267,8 +253,32 @@ class CPUBackend(ReferenceBackend):
         # numba's default thread pools must not be entered from two Python threads at once.
         self._launch_lock = threading.Lock()
 
-    def supports(self, x: Tensor) -> bool:
+    def supports(self, spec: OpSpec, x: Tensor) -> bool:
         return self._broken is None and x.device.type == "cpu" and x.dtype in _STORAGE
+
+    def run(
+        self,
+        spec: OpSpec,
+        x: Tensor,
+        draw: Draw,
+        out: Tensor | None = None,
+        epilogue: Epilogue | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        if epilogue is not None:
+            if spec.epilogue == "bias_act_backward":
+                return self._bias_act_dropout_backward(spec, x, draw, epilogue)
+            return self._bias_act_dropout_add(spec, x, draw, epilogue)
+        if spec.draw == "normal":
+            return self._normal_op(spec, x, draw, out)
+        if out is None:
+            out = _memory.fresh(torch.empty_like(x))
+
+        def reference(part: Tensor, part_step: Tensor, target: Tensor) -> Tensor:
+            return ReferenceBackend.elementwise(
+                self, spec, part, draw._replace(step=part_step), target
+            )
+
+        return self._bernoulli(x, out, draw, spec, reference)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -317,21 +327,18 @@ class CPUBackend(ReferenceBackend):
         self,
         x: Tensor,
         out: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-        constants: _Constants,
-        affine: bool,
+        draw: Draw,
+        spec: OpSpec,
         reference: _Reference,
     ) -> Tensor:
-        """``out = keep ? x * a (+ b) : dropped`` with ``(a, b, dropped) = constants(t, dtype)``
+        """``out = keep ? x * a (+ b) : dropped`` with ``(a, b, dropped)`` the spec's constants
         in one fused pass where :meth:`_fused` allows, else ``reference(x, step, out)``.
 
         A 1-D ``step`` splits dim 0 into ``len(step)`` groups, group ``j`` drawn with ``step[j]``
         (``mask_shape`` is a group's): one kernel call on the fused path, else one reference
         call per group."""
+        rate, seed, step, offset, mask_shape = draw
+        affine = spec.affine
         groups = step.numel() if step.dim() == 1 else 1
 
         def slow() -> Tensor:
@@ -348,7 +355,9 @@ class CPUBackend(ReferenceBackend):
         threshold = _threshold(rate)
         if threshold >= rng.THRESHOLD_ONE:
             return slow()
-        a, b, dropped = (_scalar(c, x.dtype) for c in constants(threshold, compute_dtype(x.dtype)))
+        a, b, dropped = (
+            _scalar(c, x.dtype) for c in _constants(spec, threshold, compute_dtype(x.dtype))
+        )
         if not self._fused(x, out, mask_shape, groups):
             plans = self._layout_plans(x, out, step, mask_shape)
             if plans is None:
@@ -490,7 +499,11 @@ class CPUBackend(ReferenceBackend):
             ),
         )
 
-    # -- the Bernoulli family -----------------------------------------------------------------
+    # -- the draws the reference lowering uses where no fused pass applies ----------------------
+
+    def _keep(self, draw: Draw, threshold: Tensor, mask_shape: Sequence[int]) -> Tensor:
+        """The boolean keep mask of ``mask_shape``, drawn by the kernels."""
+        return self.keep(draw.rate, draw.seed, draw.step, draw.offset, mask_shape)
 
     def keep(  # type: ignore[override]  # an instance method: it needs the backend's state
         self, rate: Tensor, seed: Tensor, step: Tensor, offset: int, mask_shape: Sequence[int]
@@ -515,112 +528,31 @@ class CPUBackend(ReferenceBackend):
             fast, lambda: ReferenceBackend.keep(rate, seed, step, offset, mask_shape)
         )
 
-    def dropout(
-        self,
-        x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-        scale: bool,
-    ) -> Tensor:
-        out = _memory.fresh(torch.empty_like(x))
-        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, out)
-
-    def dropout_out(
-        self,
-        x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-        scale: bool,
-        out: Tensor,
-    ) -> Tensor:
-        def constants(threshold: int, dtype: torch.dtype) -> tuple[Any, Any, Any]:
-            return (_dropout_scale(threshold, dtype) if scale else 1.0, 0.0, 0.0)
-
-        def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
-            args = (x, rate, seed, step, offset, mask_shape, scale, out)
-            return ReferenceBackend.dropout_out(self, *args)
-
-        return self._bernoulli(
-            x, out, rate, seed, step, offset, mask_shape, constants, False, reference
-        )
-
-    def alpha_dropout(
-        self,
-        x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-    ) -> Tensor:
-        def reference(x: Tensor, step: Tensor, out: Tensor) -> Tensor:
-            return ReferenceBackend.alpha_dropout(self, x, rate, seed, step, offset, mask_shape)
-
-        out = _memory.fresh(torch.empty_like(x))
-        return self._bernoulli(
-            x, out, rate, seed, step, offset, mask_shape, _alpha_constants, True, reference
-        )
-
-    def alpha_dropout_backward(
-        self,
-        grad: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-    ) -> Tensor:
-        def constants(threshold: int, dtype: torch.dtype) -> tuple[Any, Any, Any]:
-            return (_alpha_constants(threshold, dtype)[0], 0.0, 0.0)
-
-        def reference(grad: Tensor, step: Tensor, out: Tensor) -> Tensor:
-            args = (grad, rate, seed, step, offset, mask_shape)
-            return ReferenceBackend.alpha_dropout_backward(self, *args)
-
-        out = _memory.fresh(torch.empty_like(grad))
-        return self._bernoulli(
-            grad, out, rate, seed, step, offset, mask_shape, constants, False, reference
-        )
-
     # -- Gaussian dropout ------------------------------------------------------------------------
 
-    def gaussian_dropout(
-        self,
-        x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-    ) -> Tensor:
-        """``x * (1 + std * n)`` in one pass, the normals ``n`` computed in the kernel
+    def _normal_op(self, spec: OpSpec, x: Tensor, draw: Draw, out: Tensor | None) -> Tensor:
+        """``x * (1 + a * n)`` in one pass, the normals ``n`` computed in the kernel
         (Box-Muller in float32 as :func:`dropkit.rng.uniforms_to_normal`: within a few ulps of
         the reference's, whose ``log``, ``sin`` and ``cos`` are PyTorch's)."""
+        rate, seed, step, offset, mask_shape = draw
+        target = torch.empty_like(x) if out is None else out
 
         def reference() -> Tensor:
-            args = (x, rate, seed, step, offset, mask_shape)
-            return ReferenceBackend.gaussian_dropout(self, *args)
+            return ReferenceBackend.elementwise(self, spec, x, draw, target)
 
-        out = torch.empty_like(x)
-        dims = _layout_plan(x, out, mask_shape)
+        dims = _layout_plan(x, target, mask_shape)
         if dims is None or step.dim() != 0:
             return reference()
-        _memory.fresh(out)
-        std = _scalar(gaussian_std(rate, compute_dtype(x.dtype)), x.dtype)
+        _memory.fresh(target)
+        std = _scalar(spec.constants(rate, compute_dtype(x.dtype))[0], x.dtype)
         zero = std.dtype.type(0.0)
 
         def fast() -> Tensor:
             self._layout_pass(
-                x, out, dims, _philox_key(seed, step), offset, mask_shape, np.uint16(0),
+                x, target, dims, _philox_key(seed, step), offset, mask_shape, np.uint16(0),
                 (std, zero, zero), False, gaussian=True,
             )  # fmt: skip
-            return out
+            return target
 
         return self._guarded(fast, reference)
 
@@ -658,20 +590,14 @@ class CPUBackend(ReferenceBackend):
     # periodically, never expanded; anything else (another layout, a bias broadcast inside x's
     # shape, a 1-D step) runs on the reference.
 
-    def bias_act_dropout_add(
-        self,
-        x: Tensor,
-        bias: Tensor | None,
-        residual: Tensor | None,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        activation: str,
+    def _bias_act_dropout_add(
+        self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue
     ) -> Tensor:
+        rate, seed, step, offset, _ = draw
+        bias, residual, activation = epilogue.bias, epilogue.residual, epilogue.activation
+
         def slow() -> Tensor:
-            args = (x, bias, residual, rate, seed, step, offset, activation)
-            return ReferenceBackend.bias_act_dropout_add(self, *args)
+            return ReferenceBackend._bias_act_dropout_add(self, spec, x, draw, epilogue)
 
         if step.dim() != 0 or x.numel() == 0 or not x.is_contiguous():
             return slow()
@@ -702,24 +628,18 @@ class CPUBackend(ReferenceBackend):
 
         return self._guarded(fast, slow)
 
-    def bias_act_dropout_backward(
-        self,
-        grad: Tensor,
-        x: Tensor | None,
-        bias: Tensor | None,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        activation: str,
+    def _bias_act_dropout_backward(
+        self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
     ) -> tuple[Tensor, Tensor]:
         """The bias gradient is summed in :data:`._fused_kernels.BIAS_ROW_GROUPS` fixed groups of
         rows, then the groups in order: independent of the thread count, but not PyTorch's
         ``sum`` order (see ``docs/cpu.md`` for the bound)."""
 
+        rate, seed, step, offset, _ = draw
+        x, bias, activation = epilogue.input, epilogue.bias, epilogue.activation
+
         def slow() -> tuple[Tensor, Tensor]:
-            args = (grad, x, bias, rate, seed, step, offset, activation)
-            return ReferenceBackend.bias_act_dropout_backward(self, *args)
+            return ReferenceBackend._bias_act_dropout_backward(self, spec, grad, draw, epilogue)
 
         if step.dim() != 0 or grad.numel() == 0:
             return slow()
@@ -829,4 +749,5 @@ def _fused_constants(rate: Tensor, dtype: torch.dtype) -> tuple[np.uint32, Any]:
     """``(threshold, scale)`` of the fused kernels; a uint32 threshold so that p = 1
     (t = 65536) drops everything."""
     threshold = _threshold(rate)
-    return np.uint32(threshold), _scalar(_dropout_scale(threshold, compute_dtype(dtype)), dtype)
+    scale = _constants(BIAS_ACT_DROPOUT_ADD, threshold, compute_dtype(dtype))[0]
+    return np.uint32(threshold), _scalar(scale, dtype)

@@ -42,9 +42,11 @@ import triton
 from torch import Tensor
 
 from dropkit import rng
-from dropkit.kernels import reference
+from dropkit.kernels import _spec
+from dropkit.kernels._dispatch import Epilogue, step_groups
 from dropkit.kernels._layout import merged_dims
-from dropkit.kernels.reference import ReferenceBackend, step_groups
+from dropkit.kernels._spec import Draw, OpSpec
+from dropkit.kernels.reference import ReferenceBackend
 from dropkit.kernels.triton import _kernels as K
 
 __all__ = ["TritonBackend"]
@@ -132,15 +134,20 @@ def _is_linear(dims: list[tuple[int, ...]]) -> bool:
 
 
 class ConstantTables:
-    """Float32 constants of every threshold ``t`` in ``[0, 65536]`` on one device, computed by
-    the reference helpers: ``scale[t]``, ``ones[t]``, and alpha dropout's ``a[t]``, ``b[t]``,
-    ``dropped[t]``."""
+    """Float32 constants of every threshold ``t`` in ``[0, 65536]`` on one device, per Bernoulli
+    spec, computed by the spec's own ``constants``: ``(a[t],)``, or ``(a[t], b[t], dropped[t])``
+    for an affine spec."""
 
     def __init__(self, device: torch.device) -> None:
-        thresholds = torch.arange(rng.THRESHOLD_ONE + 1, dtype=torch.int64, device=device)
-        self.scale = reference.dropout_scale(thresholds, torch.float32)
-        self.ones = torch.ones_like(self.scale)
-        self.alpha = reference.alpha_constants(thresholds, torch.float32)
+        self.thresholds = torch.arange(rng.THRESHOLD_ONE + 1, dtype=torch.int64, device=device)
+        self._by_spec: dict[str, tuple[Tensor, ...]] = {}
+        self.scale = self.of(_spec.DROPOUT)[0]
+
+    def of(self, spec: OpSpec) -> tuple[Tensor, ...]:
+        if spec.name not in self._by_spec:
+            a, b, dropped = spec.constants(self.thresholds, torch.float32)
+            self._by_spec[spec.name] = (a, b, dropped) if spec.affine else (a,)
+        return self._by_spec[spec.name]
 
 
 def _launch_contiguous(
@@ -179,7 +186,13 @@ class TritonBackend:
     #: Ops that take a 1-D step (MC sampling's dim-0 groups) themselves: one launch for a
     #: contiguous input, group by group otherwise.
     grouped_step_ops = frozenset(
-        {"dropout", "dropout_out", "alpha_dropout", "alpha_dropout_backward", "gaussian_dropout"}
+        {
+            "dropout",
+            "dropout_unscaled",
+            "alpha_dropout",
+            "alpha_dropout_backward",
+            "gaussian_dropout",
+        }
     )
 
     def __init__(self) -> None:
@@ -193,7 +206,7 @@ class TritonBackend:
             self._tables[device] = ConstantTables(device)
         return self._tables[device]
 
-    def supports(self, x: Tensor) -> bool:
+    def supports(self, spec: OpSpec, x: Tensor) -> bool:
         if x.dtype not in SUPPORTED_DTYPES:
             return False
         return x.device.type == "cuda" or (x.device.type == "cpu" and _interpreting())
@@ -314,84 +327,31 @@ class TritonBackend:
                 target.copy_(fallback(part, part_step))
         return out
 
-    def dropout(
+    def run(
         self,
+        spec: OpSpec,
         x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-        scale: bool,
-    ) -> Tensor:
-        return self.dropout_out(x, rate, seed, step, offset, mask_shape, scale, None)
-
-    def dropout_out(
-        self,
-        x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-        scale: bool,
-        out: Tensor | None,
-    ) -> Tensor:
-        """:meth:`dropout` written into ``out`` (``x`` itself for in-place; None: a new tensor)."""
-        tables = self.tables(x.device)
-        factor = tables.scale if scale else tables.ones
+        draw: Draw,
+        out: Tensor | None = None,
+        epilogue: Epilogue | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``spec`` into ``out`` (``x`` itself for in-place; None: a new tensor)."""
+        if epilogue is not None:
+            if spec.epilogue == "bias_act_backward":
+                return self._bias_act_dropout_backward(spec, x, draw, epilogue)
+            return self._bias_act_dropout_add(spec, x, draw, epilogue)
+        rate, seed, step, offset, mask_shape = draw
+        constants: Sequence[Tensor]
+        if spec.draw == "normal":
+            op, constants = OP_GAUSS, [spec.constants(rate, torch.float32)[0]]
+        else:
+            op = OP_ALPHA if spec.affine else OP_SCALE
+            constants = self.tables(x.device).of(spec)
 
         def fallback(part: Tensor, part_step: Tensor) -> Tensor:
-            return self._reference.dropout(part, rate, seed, part_step, offset, mask_shape, scale)
+            return self._reference.elementwise(spec, part, draw._replace(step=part_step), None)
 
-        return self._run(x, OP_SCALE, seed, step, offset, mask_shape, rate, [factor], fallback, out)
-
-    def alpha_dropout(
-        self,
-        x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-    ) -> Tensor:
-        def fallback(part: Tensor, part_step: Tensor) -> Tensor:
-            return self._reference.alpha_dropout(part, rate, seed, part_step, offset, mask_shape)
-
-        constants = self.tables(x.device).alpha
-        return self._run(x, OP_ALPHA, seed, step, offset, mask_shape, rate, constants, fallback)
-
-    def alpha_dropout_backward(
-        self,
-        grad: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-    ) -> Tensor:
-        def fallback(part: Tensor, part_step: Tensor) -> Tensor:
-            return self._reference.alpha_dropout_backward(
-                part, rate, seed, part_step, offset, mask_shape
-            )
-
-        a = self.tables(grad.device).alpha[0]
-        return self._run(grad, OP_SCALE, seed, step, offset, mask_shape, rate, [a], fallback)
-
-    def gaussian_dropout(
-        self,
-        x: Tensor,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        mask_shape: Sequence[int],
-    ) -> Tensor:
-        def fallback(part: Tensor, part_step: Tensor) -> Tensor:
-            return self._reference.gaussian_dropout(part, rate, seed, part_step, offset, mask_shape)
-
-        std = reference.gaussian_std(rate, torch.float32)
-        return self._run(x, OP_GAUSS, seed, step, offset, mask_shape, rate, [std], fallback)
+        return self._run(x, op, seed, step, offset, mask_shape, rate, constants, fallback, out)
 
     # -- fused ops ----------------------------------------------------------------------------
 
@@ -415,21 +375,13 @@ class TritonBackend:
             return operand, n, INDEX_FULL
         return operand, period, INDEX_WRAP_ONCE if period >= TILE else INDEX_MODULO
 
-    def bias_act_dropout_add(
-        self,
-        x: Tensor,
-        bias: Tensor | None,
-        residual: Tensor | None,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        activation: str,
+    def _bias_act_dropout_add(
+        self, spec: OpSpec, x: Tensor, draw: Draw, epilogue: Epilogue
     ) -> Tensor:
+        rate, seed, step, offset, _ = draw
+        bias, residual, activation = epilogue.bias, epilogue.residual, epilogue.activation
         if not self._fusable(bias, residual):
-            return self._reference.bias_act_dropout_add(
-                x, bias, residual, rate, seed, step, offset, activation
-            )
+            return self._reference._bias_act_dropout_add(spec, x, draw, epilogue)
         n = x.numel()
         dense = x.contiguous()
         out = torch.empty_like(dense)
@@ -449,21 +401,13 @@ class TritonBackend:
         )  # fmt: skip
         return out if dense is x else torch.empty_like(x).copy_(out)
 
-    def bias_act_dropout_backward(
-        self,
-        grad: Tensor,
-        x: Tensor | None,
-        bias: Tensor | None,
-        rate: Tensor,
-        seed: Tensor,
-        step: Tensor,
-        offset: int,
-        activation: str,
+    def _bias_act_dropout_backward(
+        self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
     ) -> tuple[Tensor, Tensor]:
+        rate, seed, step, offset, _ = draw
+        x, bias, activation = epilogue.input, epilogue.bias, epilogue.activation
         if not self._fusable(x, bias) or (x is None and activation != "identity"):
-            return self._reference.bias_act_dropout_backward(
-                grad, x, bias, rate, seed, step, offset, activation
-            )
+            return self._reference._bias_act_dropout_backward(spec, grad, draw, epilogue)
         n = grad.numel()
         dense_grad = grad.contiguous()
         grad_h = torch.empty_like(dense_grad)
