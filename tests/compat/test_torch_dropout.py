@@ -183,3 +183,26 @@ def test_dropout2d_3d_input_is_unbatched_a_documented_difference():
         nn.Dropout2d(0.5)(x)
     with pytest.raises(ValueError, match="4-D"):  # 2-D: dropkit refuses, torch warns
         dropkit.nn.SpatialDropout2d(0.5)(torch.ones(5, 5))
+
+
+def test_learned_rate_layers_keep_their_state_beside_drop_ins():
+    """Learned-rate layers (ConcreteDropout, Standout, variational dropout) are not torch
+    drop-ins: not ``isinstance`` of ``nn.Dropout``, and ``torch_state_dict`` keeps their learned
+    state (it only leaves out the drop-ins' rate/seed/step), so a round trip stays strict."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(4, 4),
+        dropkit.nn.Dropout(0.1),
+        dropkit.nn.ConcreteDropout(),
+        dropkit.nn.VariationalDropoutLinear(4, 3),
+    )
+    assert not isinstance(model[2], nn.Dropout)
+    keys = set(surgery.torch_state_dict(model))
+    assert not {"1.rate", "1.seed", "1.step"} & keys
+    assert {"2.p_logit", "3.log_alpha", "3.weight"} <= keys
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin[2].p_logit.add_(1.0)
+    twin.load_state_dict(model.state_dict(), strict=True)
+    assert torch.equal(twin[2].p_logit, model[2].p_logit)
+    assert twin[1].p == 0.1
