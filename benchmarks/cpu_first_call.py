@@ -2,7 +2,7 @@
 
 Each measurement runs in a fresh process. ``--cold`` points ``NUMBA_CACHE_DIR`` at an empty
 directory, so every kernel compiles; without it, numba's on-disk cache (``__pycache__`` beside
-``kernels/cpu/_kernels.py``, or ``NUMBA_CACHE_DIR``) is used as a user would see it on a
+the ``kernels/cpu/`` sources, or ``NUMBA_CACHE_DIR``) is used as a user would see it on a
 second run. PyTorch's own one-time cost of the first custom-op call (importing
 ``torch._dynamo``) is paid before the clock starts.
 

@@ -76,3 +76,49 @@ def check_module_contract(
                     actual, expected, rtol=compile_tolerance, atol=compile_tolerance
                 )
         assert int(compiled_source.step) == int(eager.step)
+
+
+def check_learned_contract(
+    factory: Callable[[], nn.Module], example: Tensor, *, eval_identity: bool = True
+) -> None:
+    """The contract of a learned-rate module (``dropkit.nn.LearnedDropoutModule``): its rates
+    are parameters, so it has ``seed``/``step`` buffers but no ``rate`` buffer; otherwise as
+    :func:`check_module_contract`, plus: eval is deterministic, MC mode samples, and the rates
+    get a gradient from the loss plus the regulariser (where it has parameters)."""
+    import dropkit
+    from dropkit.nn import LearnedDropoutModule
+
+    module = factory()
+    assert isinstance(module, LearnedDropoutModule)
+    state = module.state_dict()
+    for name in ("seed", "step"):
+        assert name in state, f"{name} missing from state_dict of {type(module).__name__}"
+    assert "rate" not in state, "a learned rate is a parameter, not a rate buffer"
+    text = repr(module)
+    assert type(module).__name__ in text and "p=" in text, text
+
+    step_before = int(module.step)
+    first, second = _train_outputs(module, example)
+    assert first.dtype == example.dtype
+    assert int(module.step) == step_before + 2
+    assert not torch.equal(first, second), "two training calls drew the same noise"
+    if any(True for _ in module.parameters()):  # a layer-less standout has none
+        (first.square().mean() + dropkit.regularization(module, dataset_size=100)).backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    module.eval()
+    step_eval = int(module.step)
+    out = module(example)
+    if eval_identity:
+        assert out is example, "eval mode must return the input tensor itself"
+    assert torch.equal(module(example), out), "eval mode must be deterministic"
+    assert int(module.step) == step_eval
+    with dropkit.mc_mode(module):
+        assert not torch.equal(module(example), module(example)), "MC mode must sample"
+    assert not module.training and int(module.step) == step_eval + 2
+
+    restored = factory()
+    restored.load_state_dict(module.state_dict())
+    module.train()
+    restored.train()
+    assert torch.equal(module(example.clone()), restored(example.clone()))

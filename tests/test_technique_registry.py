@@ -14,7 +14,7 @@ from dropkit import _techniques, benchmark, surgery
 from dropkit.experiments.techniques import TECHNIQUES as COMPARE_TECHNIQUES
 from dropkit.experiments.techniques import get_technique
 from dropkit.surgery import _registry
-from tests.contract import check_module_contract
+from tests.contract import check_learned_contract, check_module_contract
 
 SPECS = list(_techniques.TECHNIQUES.values())
 IDS = [spec.name for spec in SPECS]
@@ -36,11 +36,25 @@ def test_entry_builds_its_module_and_keeps_the_contract(spec):
         seeded.reset_seed(0)
         return seeded
 
-    check_module_contract(factory, example, eval_identity=spec.eval_identity, check_compile=False)
+    check = check_learned_contract if spec.learned else check_module_contract
+    kwargs = {} if spec.learned else {"check_compile": False}
+    check(factory, example, eval_identity=spec.eval_identity, **kwargs)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_entry_round_trips_through_surgery(spec):
+    if spec.replaces:  # weight noise: convert swaps the layers, insert refuses it
+        with pytest.raises(ValueError, match=rf"convert\(model, technique='{spec.name}'\)"):
+            surgery.insert(nn.Sequential(nn.ReLU()), after=nn.ReLU, technique=spec.name)
+        model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.2))
+        report = surgery.convert(model, technique=spec.name, p=0.25)
+        assert type(model[0]) is spec.module and type(model[1]) is nn.Identity
+        assert model[0].p == pytest.approx(0.25) and not report.unsupported
+        return
+    if spec.learned:  # a learned rate replaces the model's dropout at the same rate
+        model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.25))
+        surgery.convert(model, technique=spec.name)
+        assert type(model[1]) is spec.module and model[1].p == pytest.approx(0.25)
     # Inserted by every name it answers to ...
     for name in (spec.name, *spec.aliases):
         model = nn.Sequential(nn.Identity(), nn.ReLU())
@@ -74,7 +88,13 @@ def test_converts_from_is_registered_in_surgery(spec):
 def test_entry_appears_in_compare_search_and_bench(spec):
     ops = benchmark._ops()
     assert (spec.name in ops) == spec.bench
-    assert (spec.name in COMPARE_TECHNIQUES) == (spec.compare_sites is not None)
+    compared = spec.compare_sites is not None or bool(spec.replaces)
+    assert (spec.name in COMPARE_TECHNIQUES) == compared
+    if compared:
+        assert get_technique(spec.name).learned == spec.learned
+    if spec.replaces:
+        assert set(spec.replaces) <= set(_techniques.LAYER_TYPES)
+        assert get_technique(spec.name).transform is not None
     for alias in spec.aliases:
         assert _techniques.get(alias) is spec
         if spec.bench:

@@ -30,11 +30,22 @@ from torch import nn
 import dropkit.functional as F
 import dropkit.nn as dk
 
-__all__ = ["SITE_KINDS", "TECHNIQUES", "TechniqueSpec", "get", "names", "register"]
+__all__ = [
+    "LAYER_TYPES",
+    "SITE_KINDS",
+    "TECHNIQUES",
+    "TechniqueSpec",
+    "get",
+    "names",
+    "register",
+]
 
 #: Kinds of dropout site a model exposes to ``dropkit compare`` (``(N, F)``, ``(N, C, L)``,
 #: ``(N, C, H, W)``, ``(N, T, H)``).
 SITE_KINDS = ("dense", "conv1d", "conv2d", "sequence")
+
+#: The layers a weight-noise technique (``replaces``) swaps: ``torch.nn`` Linear and Conv2d.
+LAYER_TYPES = ("torch.nn.modules.linear.Linear", "torch.nn.modules.conv.Conv2d")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +73,14 @@ class TechniqueSpec:
         aliases: other accepted names (e.g. the functional name).
         eval_identity: the test table checks that eval mode returns the input itself (False
             for a module with its own inference rule).
+        learned: the rate is a parameter learned with the model (``rate_arg`` is its initial
+            value) and the training objective adds :func:`dropkit.regularization`; the module
+            is a :class:`~dropkit.nn.LearnedDropoutModule`, not a ``DropoutModule``.
+        replaces: qualified names of the layer types the technique replaces instead of filling
+            dropout sites (variational dropout puts its noise on the weights of Linear/Conv2d
+            layers): ``surgery.convert(model, technique=name)`` swaps those layers and removes
+            the model's dropout, ``surgery.insert`` refuses it, and ``dropkit compare`` applies
+            it to the whole model. ``()`` for a dropout-site technique.
     """
 
     name: str
@@ -77,6 +96,8 @@ class TechniqueSpec:
     module_kwargs: Mapping[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
     eval_identity: bool = True
+    learned: bool = False
+    replaces: tuple[str, ...] = ()
 
     def build(self, p: float) -> nn.Module:
         """A new module at rate ``p``."""
@@ -110,6 +131,8 @@ def _check(spec: TechniqueSpec) -> None:
             fail(f"{spec.module.__name__} takes no argument {argument!r}")
     if not spec.test_shape or not all(isinstance(n, int) and n > 0 for n in spec.test_shape):
         fail(f"test_shape must be positive ints, got {spec.test_shape!r}")
+    if spec.replaces and spec.compare_sites is not None:
+        fail("a technique that replaces layers has no compare_sites (compare converts the model)")
     if spec.compare_sites is not None and not spec.compare_sites <= set(SITE_KINDS):
         fail(f"compare_sites must be among {SITE_KINDS}, got {sorted(spec.compare_sites)}")
     for alias in (spec.name, *spec.aliases):
@@ -206,6 +229,42 @@ for _spec in (
         name="drop_block3d", module=dk.DropBlock3d, functional=F.drop_block3d,
         paper="DropBlock (Ghiasi 2018)", test_shape=(2, 4, 12, 12, 12), converts_from=(),
         to_torch=False, compare_sites=None, bench=False, rate_arg="drop_prob",
+    ),
+):  # fmt: skip
+    register(_spec)
+
+# Learned rates (issue 12). ``rate_arg`` is the initial rate; the loss adds
+# dropkit.regularization(model, dataset_size=N) (dropkit compare does). Concrete dropout and
+# standout fill dropout sites; variational dropout replaces the Linear/Conv2d layers (the noise
+# is on their weights), so its test module is an 8 -> 8 Linear.
+_TEST_LINEAR = {"in_features": 8, "out_features": 8}
+for _spec in (
+    TechniqueSpec(
+        name="concrete", module=dk.ConcreteDropout, functional=F.concrete_dropout,
+        paper="learned rate, relaxed Bernoulli mask (Gal, Hron & Kendall 2017)",
+        test_shape=(4, 8), converts_from=(), to_torch=False, compare_sites=_ALL_SITES,
+        bench=False, rate_arg="init_p", aliases=("concrete_dropout",), learned=True,
+    ),
+    TechniqueSpec(
+        name="standout", module=dk.Standout, functional=F.standout,
+        paper="adaptive keep probabilities from the activations (Ba & Frey 2013)",
+        test_shape=(4, 8), converts_from=(), to_torch=False, compare_sites=_ALL_SITES,
+        bench=False, rate_arg="init_p", eval_identity=False,
+        learned=True,
+    ),
+    TechniqueSpec(
+        name="vd", module=dk.VariationalDropoutLinear, functional=F.local_reparam_linear,
+        paper="variational dropout, learned alpha (Kingma, Salimans & Welling 2015)",
+        test_shape=(4, 8), converts_from=(), to_torch=False, compare_sites=None, bench=False,
+        rate_arg="init_p", module_kwargs=_TEST_LINEAR,
+        eval_identity=False, learned=True, replaces=LAYER_TYPES,
+    ),
+    TechniqueSpec(
+        name="svd", module=dk.LinearSVDO, functional=F.local_reparam_linear,
+        paper="sparse variational dropout (Molchanov, Ashukha & Vetrov 2017)",
+        test_shape=(4, 8), converts_from=(), to_torch=False, compare_sites=None, bench=False,
+        rate_arg="init_p", module_kwargs=_TEST_LINEAR, aliases=("sparse_vd",),
+        eval_identity=False, learned=True, replaces=LAYER_TYPES,
     ),
 ):  # fmt: skip
     register(_spec)

@@ -11,13 +11,15 @@ that rerunning the same command resumes.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from dropkit.experiments._errors import UsageError
+from dropkit.experiments._errors import OutputError, UsageError
 
 __all__ = ["UsageError", "build_parser", "main"]
 
@@ -70,12 +72,110 @@ def _version() -> str:
 
 def _positive_size(text: str) -> int:
     try:
-        value = int(text, 0) if not text.startswith("2^") else 1 << int(text[2:])
+        if text.startswith("2^"):
+            exponent = int(text[2:])
+            if not 0 <= exponent <= 62:
+                raise argparse.ArgumentTypeError(f"size must be in [1, 2^62], got {text}")
+            value = 1 << exponent
+        else:
+            value = int(text, 0)
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"size must be an int or 2^K, got {text!r}") from error
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"size must be >= 1, got {value}")
+    if not 1 <= value <= 1 << 62:
+        raise argparse.ArgumentTypeError(f"size must be in [1, 2^62], got {value}")
     return value
+
+
+def _number(text: str, allowed: str, valid: Callable[[float], bool]) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {allowed}, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, "a finite number > 0", lambda v: v > 0)
+
+
+def _non_negative_float(text: str) -> float:
+    return _number(text, "a finite number >= 0", lambda v: v >= 0)
+
+
+def _fraction(text: str) -> float:
+    return _number(text, "a number in (0, 1)", lambda v: 0 < v < 1)
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected an int in [0, 2^63 - 1], got {text!r}"
+        ) from error
+    if not 0 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"expected an int in [0, 2^63 - 1], got {value}")
+    return value
+
+
+def _bench_device(text: str) -> Any:
+    """``--device`` as a ``torch.device`` that can hold a tensor here, or a UsageError."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(
+            f"--device {text!r} is not a torch device; expected e.g. cpu, cuda or cuda:0"
+        ) from None
+    try:
+        torch.empty(1, device=device)
+    except Exception as error:  # no driver, not compiled in, no such index
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if device.type == "cuda" and not torch.cuda.is_available():
+            reason = "no CUDA GPU is usable here (torch.cuda.is_available() is False)"
+        raise UsageError(f"--device {text}: {reason}; use --device cpu") from None
+    return device
+
+
+def _available_bytes(device: Any) -> int | None:
+    """Memory free for tensors on ``device`` (``None``: unknown)."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_sizes(sizes: Sequence[int], dtypes: Sequence[Any], device: Any) -> None:
+    """Refuse ``--sizes`` whose tensors cannot fit: a cell holds a float32 draw, the input,
+    its gradient and about three outputs (``4 + 6 * itemsize`` bytes per element)."""
+    available = _available_bytes(device)
+    if available is None or not sizes:
+        return
+    itemsize = max(d.itemsize for d in dtypes)
+    per_element = 4 + 6 * itemsize
+    largest = max(sizes)
+    if largest * per_element > available:
+        fits = max(1, available // per_element)
+        raise UsageError(
+            f"--sizes: {largest} elements need about {largest * per_element / 2**30:.1f} GiB "
+            f"on {device}, more than the {available / 2**30:.1f} GiB available; use sizes up "
+            f"to {fits} (2^{fits.bit_length() - 1})"
+        )
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -84,6 +184,8 @@ def _bench(args: argparse.Namespace) -> int:
     from dropkit import benchmark
 
     dtypes = [getattr(torch, _DTYPES[d]) for d in args.dtypes]
+    device = _bench_device(args.device)
+    _check_sizes(args.sizes or [1 << 24 if args.full else 1 << 20], dtypes, device)
     suites = _suites(args)
     progress = lambda text: print(f"  timing {text}", file=sys.stderr, flush=True)  # noqa: E731
     results: list[benchmark.BenchResult] = []
@@ -177,6 +279,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _NameList(argparse.Action):
+    """``--techniques a b`` and ``--techniques a,b`` alike: names split at commas."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        names = [name for value in values for name in str(value).split(",") if name]
+        setattr(namespace, self.dest, names)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from dropkit.experiments.cli_commands import compare_command
 
@@ -210,8 +320,9 @@ def _add_training_options(command: argparse.ArgumentParser, epochs: int) -> None
                          help="cross-validation folds (1: a 10%% holdout)")  # fmt: skip
     command.add_argument("--epochs", type=_positive_int, default=epochs, help="training epochs")
     command.add_argument("--batch-size", type=_positive_int, default=100, help="minibatch size")
-    command.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")
-    command.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    command.add_argument("--lr", type=_positive_float, default=1e-2, help="Adam learning rate")
+    command.add_argument("--weight-decay", type=_non_negative_float, default=0.0,
+                         help="Adam weight decay")  # fmt: skip
     command.add_argument("--width", type=_positive_int, default=None,
                          help="hidden width "
                          "(default: MLP 100, GRU 64, 2-D CNN head 128)")  # fmt: skip
@@ -250,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--activations", nargs="+", default=["gelu"],
                        choices=["gelu", "gelu_tanh", "relu", "silu"],
                        help="fused suite: residual + dropout(act(x + bias)) for each")  # fmt: skip
-    bench.add_argument("--min-time", type=float, default=0.1, help="seconds per timed cell")
+    bench.add_argument("--min-time", type=_positive_float, default=0.1,
+                       help="seconds per timed cell")  # fmt: skip
     bench.add_argument("--full", action="store_true", help=_FULL_HELP)
     bench.add_argument("--output", type=Path, default=Path("bench-results/bench.json"),
                        help="JSON file of the results")  # fmt: skip
@@ -260,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", "train one model over dropout techniques x rates x seeds; HTML report"
     )
     _add_training_options(compare, epochs=60)
-    compare.add_argument("--techniques", nargs="+", default=DEMO_TECHNIQUES,
+    compare.add_argument("--techniques", nargs="+", default=DEMO_TECHNIQUES, action=_NameList,
                          help="registered techniques (dropkit.experiments.techniques)")  # fmt: skip
     compare.add_argument("--rates", nargs="+", type=_rate, default=[0.1], help="rates in [0, 1)")
     compare.add_argument("--seeds", type=_positive_int, default=5, help="seeds 0..N-1")
@@ -283,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "integers with <= 20 values")  # fmt: skip
     compare.add_argument("--test-data", type=Path, default=None, metavar="FILE",
                          help="--data: the test set (same format); else a split")  # fmt: skip
-    compare.add_argument("--test-fraction", type=float, default=0.2,
+    compare.add_argument("--test-fraction", type=_fraction, default=0.2,
                          help="--data without --test-data: the test share")  # fmt: skip
     compare.add_argument("--image-size", type=_positive_int, default=32,
                          help="--data DIR (ImageFolder): images resized to S x S")  # fmt: skip
@@ -298,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_options(search, epochs=30)
     search.set_defaults(models=["cnn"])
     search.add_argument("--techniques", nargs="+", default=["none", "dropout", "gaussian"],
+                        action=_NameList,
                         help="registered techniques to choose from")  # fmt: skip
     search.add_argument("--sampler", choices=["tpe", "grid"], default="tpe",
                         help="TPE, or the grid --techniques x --grid-rates")  # fmt: skip
@@ -306,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--max-rate", type=_rate, default=0.5, help="TPE: largest rate tried")
     search.add_argument("--grid-rates", nargs="+", type=_rate, default=[0.0, 0.1, 0.2, 0.3, 0.5],
                         help="grid: the rates tried")  # fmt: skip
-    search.add_argument("--seed", type=int, default=0, help="sampler and training seed")
+    search.add_argument("--seed", type=_seed, default=0, help="sampler and training seed")
     search.add_argument("--workers", type=_positive_int, default=1,
                         help="processes on this machine sharing the storage")  # fmt: skip
     search.add_argument("--storage", default=None,
@@ -389,6 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as error:
         print(f"dropkit: error: {error}", file=sys.stderr)
         return 2
+    except OutputError as error:  # disk full, read-only: what was written stays whole
+        print(f"dropkit: error: {error}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as error:
         if error.name is None or error.name.split(".")[0] == "dropkit":
             raise

@@ -16,7 +16,7 @@ from tests.kernels._calls import OpCalls
 
 numba = pytest.importorskip("numba")
 
-from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, CPUBackend, _kernels  # noqa: E402
+from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, CPUBackend, _elementwise  # noqa: E402
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
 _BITS = {
@@ -222,7 +222,7 @@ def test_compile_failure_falls_back_with_one_warning(monkeypatch):
     def broken(*args):
         raise numba.core.errors.TypingError("forced failure")
 
-    monkeypatch.setattr(_kernels, "bernoulli_span", broken)
+    monkeypatch.setattr(_elementwise, "bernoulli_span", broken)
     backend, reference = OpCalls(CPUBackend()), OpCalls(ReferenceBackend())
     x = torch.randn(100)
     args = (torch.tensor(0.3), torch.tensor(7), torch.tensor(1), 3, [100], True)
@@ -298,9 +298,9 @@ def test_concurrent_python_threads_get_the_same_bits():
 def test_openmp_and_numba_launches_bit_equal(launch, threads, monkeypatch):
     # The fused pass runs on PyTorch's OpenMP team where its libgomp is found, else on numba's
     # pool; both, with any team size, give the reference's bits (out=, in place, alpha).
-    from dropkit.kernels.cpu import _openmp
+    from dropkit.kernels.cpu import _launch
 
-    launcher = _openmp.launcher()
+    launcher = _launch.bernoulli_launcher()
     if launch == "openmp":
         if launcher is None:
             pytest.skip("PyTorch's libgomp not found: the numba pool is used")
@@ -310,10 +310,10 @@ def test_openmp_and_numba_launches_bit_equal(launch, threads, monkeypatch):
             calls["count"] += 1
             return launcher(*args)
 
-        monkeypatch.setattr(_openmp, "launcher", lambda: counted)
+        monkeypatch.setattr(_launch, "bernoulli_launcher", lambda: counted)
     else:
         calls = {"count": -1}
-        monkeypatch.setattr(_openmp, "launcher", lambda: None)
+        monkeypatch.setattr(_launch, "bernoulli_launcher", lambda: None)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

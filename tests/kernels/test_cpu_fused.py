@@ -25,7 +25,7 @@ from tests.kernels._calls import OpCalls
 
 numba = pytest.importorskip("numba")
 
-from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, CPUBackend, _fused_kernels  # noqa: E402
+from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, CPUBackend, _fused  # noqa: E402
 
 ACTIVATIONS = ["identity", "gelu", "gelu_tanh", "relu", "silu"]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
@@ -95,13 +95,13 @@ def count_launches(monkeypatch):
         ("backward_serial", "backward"),
         ("backward", "backward"),
     ]:
-        original = getattr(_fused_kernels, name)
+        original = getattr(_fused, name)
 
         def counted(*args, original=original, kind=kind):
             calls[kind] += 1
             return original(*args)
 
-        monkeypatch.setattr(_fused_kernels, name, counted)
+        monkeypatch.setattr(_fused, name, counted)
     return calls
 
 
@@ -328,7 +328,7 @@ def test_compile_failure_falls_back_with_one_warning(monkeypatch):
     def broken(*args):
         raise numba.core.errors.TypingError("forced failure")
 
-    monkeypatch.setattr(_fused_kernels, "forward_span", broken)
+    monkeypatch.setattr(_fused, "forward_span", broken)
     backend, reference = OpCalls(CPUBackend()), OpCalls(ReferenceBackend())
     x, bias, residual = torch.randn(4, 25), torch.randn(25), torch.randn(4, 25)
     args = (bias, residual, torch.tensor(0.3), torch.tensor(7), torch.tensor(1), 3, "gelu")

@@ -18,7 +18,7 @@ from tests.kernels._calls import OpCalls
 
 numba = pytest.importorskip("numba")
 
-from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, CPUBackend, _layout_kernels  # noqa: E402
+from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, CPUBackend, _layout, _philox  # noqa: E402
 from dropkit.kernels.cpu.backend import _philox_key  # noqa: E402
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
@@ -248,7 +248,7 @@ def test_kernel_normals_within_ulps_of_the_reference(offset):
     n = 3 * 4096 + 5
     key = _philox_key(rng.seed_tensor(2**63 + 3), rng.step_tensor(2**33 + 1))
     normals = np.empty(n, np.float32)
-    _layout_kernels.normals(normals, offset, key)
+    _philox.normals(normals, offset, key)
     reference = rng.normal((n,), seed=2**63 + 3, step=2**33 + 1, offset=offset)
     ulps = _ulps(torch.from_numpy(normals), reference)
     assert int(ulps.max()) <= NORMAL_ULPS
@@ -308,7 +308,7 @@ def test_compile_failure_falls_back_with_one_warning(kernel, monkeypatch):
     def broken(*args):  # type: ignore[no-untyped-def]
         raise numba.core.errors.TypingError("forced failure")
 
-    monkeypatch.setattr(_layout_kernels, kernel, broken)
+    monkeypatch.setattr(_layout, kernel, broken)
     backend, reference = OpCalls(CPUBackend()), OpCalls(ReferenceBackend())
     x = torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last)
     rate, seed, step = torch.tensor(0.3), torch.tensor(7), torch.tensor(1)
@@ -342,9 +342,9 @@ def test_overlapping_out_takes_the_reference_path():
 def test_openmp_and_numba_launches_bit_equal(launch, monkeypatch):
     # The layout pass runs on PyTorch's OpenMP team where its libgomp is found, else on numba's
     # pool: the same bits at any team size, both for a mask drawn first and one drawn in chunks.
-    from dropkit.kernels.cpu import _layout_launch
+    from dropkit.kernels.cpu import _launch
 
-    launcher = _layout_launch.launcher()
+    launcher = _launch.layout_launcher()
     calls = {"count": 0}
     if launch == "openmp":
         if launcher is None:
@@ -354,9 +354,9 @@ def test_openmp_and_numba_launches_bit_equal(launch, monkeypatch):
             calls["count"] += 1
             return launcher(*args, **kwargs)
 
-        monkeypatch.setattr(_layout_launch, "launcher", lambda: counted)
+        monkeypatch.setattr(_launch, "layout_launcher", lambda: counted)
     else:
-        monkeypatch.setattr(_layout_launch, "launcher", lambda: None)
+        monkeypatch.setattr(_launch, "layout_launcher", lambda: None)
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(4, 8, 48, 48, generator=gen)  # above PARALLEL_MIN_NUMEL
     ops = [

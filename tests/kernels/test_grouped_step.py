@@ -123,7 +123,7 @@ def test_cpu_grouped_is_one_kernel_call_bit_equal_to_reference(dtype, threads, m
     pytest.importorskip("numba")
     if DEVICE != "cpu":
         pytest.skip("CPU backend")
-    from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, _kernels, _openmp
+    from dropkit.kernels.cpu import PARALLEL_MIN_NUMEL, _elementwise, _launch
 
     # Only kernels launched from Python are patched: a jit function calling a patched one
     # (bernoulli_span) would no longer compile. Threaded, the launch goes to PyTorch's OpenMP
@@ -134,14 +134,14 @@ def test_cpu_grouped_is_one_kernel_call_bit_equal_to_reference(dtype, threads, m
         ("bernoulli_groups_parallel", "grouped"),
         ("bernoulli", "single"),
     ]:
-        original = getattr(_kernels, kernel)
+        original = getattr(_elementwise, kernel)
 
         def counted(*args, _original=original, _kind=kind):  # type: ignore[no-untyped-def]
             launches[_kind] += 1
             return _original(*args)
 
-        monkeypatch.setattr(_kernels, kernel, counted)
-    launcher, on_openmp = _openmp.launcher(), []
+        monkeypatch.setattr(_elementwise, kernel, counted)
+    launcher, on_openmp = _launch.bernoulli_launcher(), []
     if launcher is not None:
 
         def counted_openmp(x, out, offset, keys, *args):  # type: ignore[no-untyped-def]
@@ -149,7 +149,7 @@ def test_cpu_grouped_is_one_kernel_call_bit_equal_to_reference(dtype, threads, m
             on_openmp.append(True)
             return launcher(x, out, offset, keys, *args)
 
-        monkeypatch.setattr(_openmp, "launcher", lambda: counted_openmp)
+        monkeypatch.setattr(_launch, "bernoulli_launcher", lambda: counted_openmp)
     rows = PARALLEL_MIN_NUMEL // 64 + 3  # a group above the threading threshold, ragged blocks
     x = _x((5 * rows, 65), dtype)
     rate, seed = _args(0.25)

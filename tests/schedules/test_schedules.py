@@ -107,7 +107,9 @@ def test_repr_describes_schedule():
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: S.constant(1.5), r"rate must be in \[0, 1\]"),
+        # The rate argument is p (issue 14 item 7); rate= stays as its alias.
+        (lambda: S.constant(1.5), r"p must be in \[0, 1\]"),
+        (lambda: S.constant(rate=1.5), r"p must be in \[0, 1\]"),
         (lambda: S.linear(0.1, -0.1, 10), r"end must be in \[0, 1\]"),
         (lambda: S.linear(0.1, 0.2, 0), r"steps must be a positive int"),
         (

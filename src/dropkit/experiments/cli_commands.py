@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dropkit.experiments import report
+from dropkit.experiments._atomic import prepare_out_dir
 from dropkit.experiments._errors import UsageError
 from dropkit.experiments.compare import (
     ComparisonResult,
@@ -50,7 +51,7 @@ def execute(
         raise UsageError(  # before training, not after
             "--tensorboard needs the 'tensorboard' package: pip install 'dropkit[experiments]'"
         )
-    store = RunStore(out / "runs.sqlite")
+    store = RunStore(prepare_out_dir(out) / "runs.sqlite")
     try:
         start = time.perf_counter()
         with Progress(

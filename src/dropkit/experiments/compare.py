@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from dropkit.experiments._errors import UsageError
+from dropkit.experiments._lifetime import die_with_parent
 from dropkit.experiments.data import (
     Dataset,
     from_arrays,
@@ -86,7 +87,13 @@ def plan_runs(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     chosen = [get_technique(name) for name in techniques]
     dataset_info = load_dataset(dataset, data_dir)
+    available = len(dataset_info.y_train)
     for train_size in train_sizes:  # a split that cannot be made fails here, before any store
+        if train_size is not None and not 1 <= train_size <= available:
+            raise UsageError(
+                f"--train-sizes: {dataset} has {available} training examples, so each size "
+                f"must be in [1, {available}], got {train_size}"
+            )
         try:
             fold_indices(dataset_info, folds, 0, train_size)
         except ValueError as error:
@@ -141,9 +148,12 @@ def _init_worker(
     data_dir: str | None,
     datasets: dict[str, Dataset] | None = None,
     factories: dict[str, ModelFactory] | None = None,
+    parent_pid: int | None = None,
 ) -> None:
     import torch
 
+    if parent_pid is not None:  # a pool worker: end with the command, even on SIGKILL
+        die_with_parent(parent_pid)
     global _WORKER_DATA_DIR
     _WORKER_DATA_DIR = data_dir
     for dataset in (datasets or {}).values():  # the user's data and models, sent by the parent
@@ -191,7 +201,7 @@ def run_all(
         max_workers=jobs,
         mp_context=get_context("spawn"),
         initializer=_init_worker,
-        initargs=(directory, datasets, factories),
+        initargs=(directory, datasets, factories, os.getpid()),
     ) as pool:
         queue = iter(pending)
         running: dict[Future[dict[str, Any]], RunConfig] = {}

@@ -97,6 +97,37 @@ def _split(
     return tuple(parts)
 
 
+def _read_cache(path: Path, keys: Iterable[str]) -> dict[str, np.ndarray]:
+    """The arrays of a cached ``.npz``; a damaged cache file is named, with what to do."""
+    import zipfile
+
+    advice = "delete it and rerun to regenerate it"
+    if not zipfile.is_zipfile(path):
+        raise DataUnavailableError(f"the data cache {path} is not an .npz archive; {advice}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in keys}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise DataUnavailableError(
+            f"the data cache {path} is damaged ({type(error).__name__}: {error}); {advice}"
+        ) from None
+    return arrays
+
+
+def _write_cache(path: Path, arrays: dict[str, Any]) -> None:
+    # Atomic: parallel workers never read half a file; a full disk is one line, no leftover.
+    from dropkit.experiments._atomic import output_error
+
+    temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(temporary, **arrays)
+        temporary.replace(path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise output_error(error, path) from error
+
+
 def _mnist1d(data_dir: Path | None) -> Dataset:
     """MNIST-1D (Greydanus 2020) generated with ``mnist1d.data.make_dataset`` and its default
     arguments (4,000 train / 1,000 test signals of length 40), cached as ``.npz``."""
@@ -111,16 +142,13 @@ def _mnist1d(data_dir: Path | None) -> Dataset:
     digest = hashlib.sha1(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
     path = (data_dir or cache_dir()) / f"mnist1d-{digest}.npz"
     if path.exists():
-        arrays = dict(np.load(path))
+        arrays = _read_cache(path, ("x", "y", "x_test", "y_test"))
     else:
         from mnist1d.utils import ObjectView
 
         generated = make_dataset(ObjectView(dict(args)))
         arrays = {key: np.asarray(generated[key]) for key in ("x", "y", "x_test", "y_test")}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(temporary, **arrays)
-        temporary.replace(path)  # atomic: parallel workers never read half a file
+        _write_cache(path, arrays)
     return Dataset(
         "mnist1d",
         arrays["x"].astype(np.float32),

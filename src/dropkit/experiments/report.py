@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from dropkit.experiments._atomic import save_figure, write_text
 from dropkit.experiments.compare import Row
 
 __all__ = [
@@ -172,8 +173,10 @@ def _plots(rows: Sequence[Row], directory: Path) -> dict[str, list[tuple[str, Pa
 
     def save(figure: Any, name: str, caption: str, model: str) -> None:
         path = directory / name
-        figure.savefig(path, dpi=DPI, bbox_inches="tight")
-        plt.close(figure)
+        try:
+            save_figure(figure, path, dpi=DPI, bbox_inches="tight")  # whole or not at all
+        finally:
+            plt.close(figure)
         written.setdefault(model, []).append((caption, path))
 
     with matplotlib.rc_context(_FONTS):  # type: ignore[arg-type]
@@ -554,10 +557,7 @@ def write_report(
         "</body></html>"
     )
     path = directory / "report.html"
-    temporary = directory / f".report.html.{os.getpid()}.tmp"
-    temporary.write_text(document, encoding="utf-8")
-    temporary.replace(path)
-    return path
+    return write_text(path, document)
 
 
 def _safe_environment() -> list[tuple[str, str]]:

@@ -12,12 +12,12 @@ import csv
 import io
 import json
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dropkit.experiments._atomic import atomic_directory, output_error, write_text
 from dropkit.experiments.training import RunConfig
 
 __all__ = ["RESULT_FIELDS", "result_rows", "write_results", "write_tensorboard", "write_trials"]
@@ -32,10 +32,11 @@ _CURVES = ("train_loss", "train_score", "val_loss", "val_score")
 
 
 def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise output_error(error, path.parent) from error
+    write_text(path, text)  # whole or not at all; a full disk is one OutputError line
 
 
 def _csv_text(fields: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
@@ -135,22 +136,27 @@ def write_tensorboard(
         path = directory / _run_name(config)
         if path.exists():
             continue
-        writer = _summary_writer(path)
-        try:
-            curves = result.get("curves", {})
-            for key in _CURVES:
-                metric, part = key.split("_")[1], key.split("_")[0]
-                for epoch, value in enumerate(curves.get(key, []), start=1):
-                    writer.add_scalar(f"{metric}/{part}", value, epoch)
-            for name in ("test_score", "test_nll", "test_brier", "test_ece", "gap"):
-                if isinstance(result.get(name), (int, float)):
-                    writer.add_scalar(f"test/{name[5:] if name != 'gap' else name}",
-                                      result[name], config.epochs)  # fmt: skip
-            writer.add_text("config", f"`{config.to_json()}`")
-        finally:
-            writer.close()
+        with atomic_directory(path) as partial:  # a killed write leaves no "complete" run
+            _write_run_events(partial, config, result)
         written += 1
     return written
+
+
+def _write_run_events(path: Path, config: RunConfig, result: dict[str, Any]) -> None:
+    writer = _summary_writer(path)
+    try:
+        curves = result.get("curves", {})
+        for key in _CURVES:
+            metric, part = key.split("_")[1], key.split("_")[0]
+            for epoch, value in enumerate(curves.get(key, []), start=1):
+                writer.add_scalar(f"{metric}/{part}", value, epoch)
+        for name in ("test_score", "test_nll", "test_brier", "test_ece", "gap"):
+            if isinstance(result.get(name), (int, float)):
+                writer.add_scalar(f"test/{name[5:] if name != 'gap' else name}",
+                                  result[name], config.epochs)  # fmt: skip
+        writer.add_text("config", f"`{config.to_json()}`")
+    finally:
+        writer.close()
 
 
 def write_trials(
@@ -182,13 +188,14 @@ def write_trials(
         if tensorboard is not None:
             path = Path(tensorboard) / f"trial-{trial.number}"
             if not path.exists() and steps:
-                writer = _summary_writer(path)
-                try:
-                    for epoch, value in steps:
-                        writer.add_scalar("score/val", value, epoch + 1)
-                    writer.add_text("params", f"`{json.dumps(trial.params)}`")
-                finally:
-                    writer.close()
+                with atomic_directory(path) as partial:
+                    writer = _summary_writer(partial)
+                    try:
+                        for epoch, value in steps:
+                            writer.add_scalar("score/val", value, epoch + 1)
+                        writer.add_text("params", f"`{json.dumps(trial.params)}`")
+                    finally:
+                        writer.close()
     fields = ("trial", "state", "technique", "rates", "value", "epochs_csv", "duration_s")
     flat = [{**row, "rates": json.dumps(row["rates"])} for row in rows]
     csv_path, json_path = directory / "results.csv", directory / "results.json"

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from dropkit.experiments._atomic import is_disk_full
+from dropkit.experiments._errors import OutputError, UsageError
 from dropkit.experiments.training import RunConfig
 
 __all__ = ["RunStore"]
@@ -27,6 +29,8 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 
+_COLUMNS = {"key", "dataset", "model", "technique", "rate", "seed", "fold", "config", "result"}
+
 
 class RunStore:
     """Finished runs in ``path`` (created if missing)."""
@@ -35,10 +39,45 @@ class RunStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(self.path, timeout=60)
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.execute(_SCHEMA)
-        self._connection.commit()
+        try:  # read first: another program's database is refused before anything is written
+            tables = {
+                row[0]
+                for row in self._connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+            columns = {row[1] for row in self._connection.execute("PRAGMA table_info(runs)")}
+        except sqlite3.DatabaseError as error:
+            self._connection.close()
+            raise self._error(error) from error
+        missing = _COLUMNS - columns
+        if tables and missing:
+            self._connection.close()
+            lacks = (
+                f"its 'runs' table lacks {sorted(missing)}"
+                if columns
+                else (f"it has no 'runs' table (tables: {sorted(tables)})")
+            )
+            raise UsageError(
+                f"{self.path} is not a dropkit run store: {lacks} (move it away or choose "
+                "another --out)"
+            )
+        try:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.execute(_SCHEMA)
+            self._connection.commit()
+        except sqlite3.DatabaseError as error:
+            self._connection.close()
+            raise self._error(error) from error
+
+    def _error(self, error: sqlite3.Error) -> Exception:
+        if is_disk_full(error):
+            return OutputError(f"no space left on device writing {self.path}")
+        return UsageError(
+            f"{self.path} is not a dropkit run store ({error}); move it away or choose "
+            "another --out"
+        )
 
     def close(self) -> None:
         self._connection.close()
@@ -48,6 +87,12 @@ class RunStore:
 
     def add(self, config: RunConfig, result: dict[str, Any]) -> None:
         """Store one finished run and commit at once (a duplicate key is ignored)."""
+        try:
+            self._insert(config, result)
+        except sqlite3.Error as error:  # the transaction is rolled back: the store stays whole
+            raise self._error(error) from error
+
+    def _insert(self, config: RunConfig, result: dict[str, Any]) -> None:
         self._connection.execute(
             "INSERT OR IGNORE INTO runs (key, dataset, model, technique, rate, seed, fold,"
             " test_score, val_score, test_nll, test_ece, gap, wall_s, config, result)"

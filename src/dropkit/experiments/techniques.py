@@ -21,6 +21,7 @@ __all__ = ["SITE_KINDS", "TECHNIQUES", "Technique", "get_technique", "register_t
 
 LayerFactory = Callable[[str, float], nn.Module]
 ScheduleFactory = Callable[[float, int], Callable[[int], float]]
+ModelTransform = Callable[[nn.Module, float], nn.Module]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Technique:
         schedule: ``(target_rate, epochs) -> (epoch -> rate)``, or None for a fixed rate.
         site_kinds: the site kinds it applies to; a model with none of them is skipped.
         uses_rate: False for ``none`` (its rate is always 0).
+        transform: ``(model, rate) -> model`` applied to the built model (variational dropout
+            swaps its Linear/Conv2d layers: ``surgery.convert(model, technique=...)``).
+        learned: its rates are learned; the training loss adds :func:`dropkit.regularization`.
     """
 
     name: str
@@ -42,6 +46,8 @@ class Technique:
     schedule: ScheduleFactory | None = None
     site_kinds: frozenset[str] = frozenset(SITE_KINDS)
     uses_rate: bool = True
+    transform: ModelTransform | None = None
+    learned: bool = False
 
     def applies_to(self, site_kinds: list[str]) -> bool:
         return any(kind in self.site_kinds for kind in site_kinds)
@@ -79,6 +85,18 @@ def _from_registry(name: str) -> LayerFactory:
     return make_layer
 
 
+def _learned_layers(name: str) -> ModelTransform:
+    """Variational dropout over the whole model: its Linear/Conv2d layers become the technique's
+    layers (starting at ``rate``; 0: the layer's default) and its dropout sites are removed."""
+
+    def transform(model: nn.Module, rate: float) -> nn.Module:
+        from dropkit.surgery import convert
+
+        return convert(model, technique=name, p=rate or None).model
+
+    return transform
+
+
 def _spatial(kind: str, rate: float) -> nn.Module:
     if kind in ("conv1d", "conv2d"):
         return _techniques.get(f"spatial{kind[4]}d").build(rate)
@@ -101,9 +119,29 @@ _dropout = _from_registry("dropout")
 for _technique in (
     Technique("none", "no dropout (the baseline)", _identity, uses_rate=False),
     *(
-        Technique(spec.name, spec.paper, _from_registry(spec.name), site_kinds=spec.compare_sites)
+        Technique(
+            spec.name,
+            spec.paper,
+            _from_registry(spec.name),
+            site_kinds=spec.compare_sites,
+            learned=spec.learned,
+        )
         for spec in _techniques.TECHNIQUES.values()
         if spec.compare_sites is not None
+    ),
+    # Weight-noise techniques fill no site: they convert the model's layers. Sparse VD starts
+    # from the paper's log σ² = -10 (its rates are all learned), Kingma VD from the rate.
+    *(
+        Technique(
+            spec.name,
+            spec.paper,
+            _identity,
+            uses_rate=spec.name != "svd",
+            transform=_learned_layers(spec.name),
+            learned=True,
+        )
+        for spec in _techniques.TECHNIQUES.values()
+        if spec.replaces
     ),
     Technique(
         "spatial",

@@ -21,10 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from dropkit import uncertainty
+from dropkit._regularization import regularization
 from dropkit.experiments.data import Dataset, load_dataset
 from dropkit.experiments.models import build_model, is_custom, load_factory, model_sites
 from dropkit.experiments.techniques import get_technique
-from dropkit.nn import DropoutModule
+from dropkit.nn import DropoutModule, LearnedDropoutModule
 
 __all__ = ["RunConfig", "classification_metrics", "fold_indices", "run_config_key", "train_run"]
 
@@ -56,6 +57,10 @@ def classification_metrics(probs: Tensor, labels: Tensor) -> dict[str, Any]:
 #: Validation fraction when ``folds == 1`` (10%: the mnist1d CNN needs ~3,600 examples to reach
 #: its published 90-96%).
 HOLDOUT = 0.1
+#: Fraction of the epochs over which the learned-rate regulariser's weight rises linearly to 1
+#: (KL warm-up: sparse VD trained from scratch collapses to the prior without it, Molchanov et
+#: al. 2017 sec. 5); the objective is the paper's from there on.
+LEARNED_WARMUP = 0.25
 #: Examples per forward pass when evaluating.
 EVAL_CHUNK = 4096
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -160,8 +165,10 @@ def train_run(
 ) -> dict[str, Any]:
     """Train one run and return its curves and final metrics (a JSON-able dict).
 
-    Per epoch: ``train_loss``/``train_score`` (training mode, averaged over batches) and
-    ``val_loss``/``val_score`` (eval mode). ``score`` is accuracy for classification and
+    Per epoch: ``train_loss``/``train_score`` (training mode, averaged over batches; the data
+    loss alone: a model with learned rates minimises it plus :func:`dropkit.regularization`,
+    weighted up from ``1 / W`` to 1 over the first ``W`` = :data:`LEARNED_WARMUP` of the epochs)
+    and ``val_loss``/``val_score`` (eval mode). ``score`` is accuracy for classification and
     ``-RMSE`` for regression. At the end, on the test set: ``test_score``, ``test_nll``,
     ``test_brier``, ``test_ece`` and reliability bins (classification); ``gap`` is the eval-mode
     training score minus the test score. ``on_epoch(epoch, values)`` may raise to stop (pruning).
@@ -199,15 +206,21 @@ def train_run(
                 site = built.site(index)
                 if isinstance(site, DropoutModule):
                     schedules.append((site, technique.schedule(rate, config.epochs)))
+    if technique.transform is not None:
+        model = technique.transform(model, rates[0])
+    # Learned rates (concrete, VD, ...): the objective adds their regulariser, per example.
+    learned = any(isinstance(m, LearnedDropoutModule) for m in model.modules())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = torch.Generator().manual_seed(config.seed)
     curves: dict[str, list[float]] = {
         k: [] for k in ("train_loss", "train_score", "val_loss", "val_score")
     }
     n = len(y_train)
+    warmup_epochs = max(1, round(LEARNED_WARMUP * config.epochs))
     for epoch in range(config.epochs):
         for module, schedule in schedules:
             module.p = schedule(epoch)
+        kl_weight = min(1.0, (epoch + 1) / warmup_epochs)
         model.train()
         loss_sum = torch.zeros((), dtype=torch.float64)
         score_sum = torch.zeros((), dtype=torch.float64)
@@ -221,8 +234,11 @@ def train_run(
                 score_sum += (out.detach().argmax(1) == yb).sum()
             else:
                 loss = nn.functional.mse_loss(out.squeeze(-1), yb)
+            objective = loss
+            if learned:
+                objective = loss + kl_weight * regularization(model, dataset_size=n)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(batch)
         train_loss = float(loss_sum) / n

@@ -364,6 +364,52 @@ def kl_molchanov(log_alpha: Tensor) -> Tensor:
     )
 
 
+class _ReparamFunction(torch.autograd.Function):
+    """``b = mean + sqrt(variance + eps) ⊙ ε`` with ``ε`` regenerated in backward.
+
+    Saved for backward: the variance (the input: its gradient ``g ε / (2 std)`` needs it) and
+    the 0-d/1-d seed and step; ``ε`` (output-sized) is redrawn from the counter. Plain
+    autograd would hold both the standard deviation and ``ε``.
+    """
+
+    @staticmethod
+    def forward(
+        mean: Tensor,
+        variance: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        noise_shape: list[int],
+        rows: int,
+    ) -> Tensor:
+        std = torch.sqrt(variance + VARIANCE_EPS)
+        noise = _ReparamFunction.noise(mean, seed, step, offset, noise_shape, rows)
+        return mean + std * noise
+
+    @staticmethod
+    def noise(
+        like: Tensor, seed: Tensor, step: Tensor, offset: int, noise_shape: list[int], rows: int
+    ) -> Tensor:
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        noise = _grouped_noise("normal", rows, seed, step, offset, noise_shape)
+        return noise.to(dtype).to(like.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        _, variance, seed, step, offset, noise_shape, rows = inputs
+        ctx.save_for_backward(variance, seed, step)
+        ctx.args = (offset, noise_shape, rows)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        variance, seed, step = ctx.saved_tensors
+        grad_variance = None
+        if ctx.needs_input_grad[1]:
+            noise = _ReparamFunction.noise(grad, seed, step, *ctx.args)
+            grad_variance = grad * noise / (2.0 * torch.sqrt(variance + VARIANCE_EPS))
+        return grad, grad_variance, None, None, None, None, None
+
+
 def _reparam(
     mean: Tensor,
     variance: Tensor,
@@ -372,8 +418,15 @@ def _reparam(
     offset: int,
 ) -> Tensor:
     seed_t, step_t = resolve_seed_step(seed, step, mean.device)
-    noise = _noise("normal", mean, seed_t, step_t, check_offset(offset), list(mean.shape))
-    return mean + torch.sqrt(variance + VARIANCE_EPS) * noise.to(mean.dtype)
+    offset = check_offset(offset)
+    return _sampled(
+        mean,
+        step_t,
+        list(mean.shape),
+        lambda part_step, part_shape, rows: _ReparamFunction.apply(
+            mean, variance, seed_t, part_step, offset, part_shape, rows
+        ),
+    )
 
 
 def local_reparam_linear(
@@ -454,10 +507,73 @@ def standout(
     """
     check_floating(h)
     check_floating(keep_logit, "keep_logit")
-    keep_prob = torch.sigmoid(keep_logit)
     if not training:
-        return h * keep_prob
+        return h * torch.sigmoid(keep_logit)
     seed_t, step_t = resolve_seed_step(seed, step, h.device)
-    u = _noise("uniform", h, seed_t, step_t, check_offset(offset), list(h.shape))
-    mask = (u < keep_prob.detach().to(u.dtype)).to(keep_prob.dtype)
-    return h * (mask + keep_prob - keep_prob.detach())
+    offset = check_offset(offset)
+    return _sampled(
+        h,
+        step_t,
+        list(h.shape),
+        lambda part_step, part_shape, rows: _StandoutFunction.apply(
+            h, keep_logit, seed_t, part_step, offset, part_shape, rows
+        ),
+    )
+
+
+class _StandoutFunction(torch.autograd.Function):
+    """``y = h ⊙ m``, ``m = [u < σ(keep_logit)]``, with the straight-through gradient
+    ``dy/d keep_logit = h ⊙ σ'(keep_logit)`` and the mask regenerated in backward.
+
+    Saved for backward: ``h`` and ``keep_logit`` (their gradients need each other) and the
+    0-d/1-d seed and step; the uniforms and the mask are redrawn from the counter (autograd of
+    ``h * (m + π - π.detach())`` would hold the mask and ``π`` as well).
+    """
+
+    @staticmethod
+    def forward(
+        h: Tensor,
+        keep_logit: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        noise_shape: list[int],
+        rows: int,
+    ) -> Tensor:
+        mask, _ = _StandoutFunction.mask(h, keep_logit, seed, step, offset, noise_shape, rows)
+        return h * mask
+
+    @staticmethod
+    def mask(
+        h: Tensor,
+        keep_logit: Tensor,
+        seed: Tensor,
+        step: Tensor,
+        offset: int,
+        noise_shape: list[int],
+        rows: int,
+    ) -> tuple[Tensor, Tensor]:
+        keep_prob = torch.sigmoid(keep_logit)
+        dtype = torch.float64 if h.dtype == torch.float64 else torch.float32
+        u = _grouped_noise("uniform", rows, seed, step, offset, noise_shape).to(dtype)
+        mask = (u < keep_prob.to(u.dtype)).to(torch.promote_types(h.dtype, keep_prob.dtype))
+        return mask, keep_prob
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        h, keep_logit, seed, step, offset, noise_shape, rows = inputs
+        ctx.save_for_backward(h, keep_logit, seed, step)
+        ctx.args = (offset, noise_shape, rows)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        h, keep_logit, seed, step = ctx.saved_tensors
+        mask, keep_prob = _StandoutFunction.mask(h, keep_logit, seed, step, *ctx.args)
+        grad_h = None
+        if ctx.needs_input_grad[0]:
+            grad_h = (grad * mask).sum_to_size(h.shape).to(h.dtype)
+        grad_logit = None
+        if ctx.needs_input_grad[1]:
+            local = grad * h * keep_prob * (1.0 - keep_prob)
+            grad_logit = local.sum_to_size(keep_logit.shape).to(keep_logit.dtype)
+        return grad_h, grad_logit, None, None, None, None, None

@@ -40,6 +40,14 @@ AlphaShape = Literal["weight", "unit", "layer"]
 _ALPHA_SHAPES = ("weight", "unit", "layer")
 #: Added to θ² inside ``log α = log σ² - log θ²`` (θ may be exactly 0).
 _THETA_EPS = 1e-8
+#: The authors' initial ``log σ²`` (a tiny noise: training grows α where the data allow it).
+_DEFAULT_LOG_SIGMA2 = -10.0
+
+
+def log_sigma2_at_rate(p: float, weight: Tensor) -> Tensor:
+    """``log σ² = log α + log θ²`` with ``α = p / (1 - p)``: every weight of ``weight`` at the
+    Gaussian-dropout rate ``p`` (sparse VD's ``init_p``)."""
+    return math.log(p / (1.0 - p)) + torch.log(weight**2 + _THETA_EPS)
 
 
 def _check_features(value: object, name: str) -> int:
@@ -327,10 +335,17 @@ class _SparseVD(_WeightLayer):
         init_log_sigma2: float,
         threshold: float,
         log_alpha_clip: tuple[float, float],
+        init_p: float | None = None,
     ) -> None:
-        self.log_sigma2 = nn.Parameter(
-            torch.full(weight_shape, check_finite(init_log_sigma2, "init_log_sigma2"))
-        )
+        log_sigma2 = torch.full(weight_shape, check_finite(init_log_sigma2, "init_log_sigma2"))
+        if init_p is not None:
+            if init_log_sigma2 != _DEFAULT_LOG_SIGMA2:
+                raise TypeError(
+                    f"{type(self).__name__}: pass init_log_sigma2 or init_p, not both "
+                    "(init_p sets log σ² from the weights)"
+                )
+            log_sigma2 = log_sigma2_at_rate(check_init_rate(init_p), self.weight.detach())
+        self.log_sigma2 = nn.Parameter(log_sigma2)
         self.threshold = check_finite(threshold, "threshold")
         low, high = (check_finite(v, "log_alpha_clip") for v in log_alpha_clip)
         if not low < high:
@@ -371,7 +386,7 @@ class _SparseVD(_WeightLayer):
         return rates.transpose(0, 1).reshape(rates.shape[1], -1).mean(1)
 
     def extra_repr(self) -> str:
-        return f"{self._shape_repr()}, threshold={self.threshold:g}"
+        return f"{self._shape_repr()}, threshold={self.threshold:g}, p={self.p:.4g}"
 
 
 class LinearSVDO(_LinearMixin, _SparseVD):
@@ -396,6 +411,8 @@ class LinearSVDO(_LinearMixin, _SparseVD):
     Args:
         in_features, out_features, bias: as ``torch.nn.Linear``.
         init_log_sigma2: initial ``log σ²`` (-10, as in the authors' code).
+        init_p: start every weight at the rate ``init_p`` instead (``log σ² = log α + log θ²``
+            with ``α = init_p / (1 - init_p)``), in (0, 1).
         threshold: prune at ``log α > threshold`` at inference (finite).
         log_alpha_clip: ``(low, high)`` clip of ``log α``.
         seed: 64-bit seed of the noise.
@@ -420,9 +437,10 @@ class LinearSVDO(_LinearMixin, _SparseVD):
         out_features: int,
         bias: bool = True,
         *,
-        init_log_sigma2: float = -10.0,
+        init_log_sigma2: float = _DEFAULT_LOG_SIGMA2,
         threshold: float = 3.0,
         log_alpha_clip: tuple[float, float] = (-8.0, 8.0),
+        init_p: float | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -430,7 +448,7 @@ class LinearSVDO(_LinearMixin, _SparseVD):
         self.out_features = _check_features(out_features, "out_features")
         shape = (out_features, in_features)
         self._init_weight(shape, in_features, bias)
-        self._init_sigma(shape, init_log_sigma2, threshold, log_alpha_clip)
+        self._init_sigma(shape, init_log_sigma2, threshold, log_alpha_clip, init_p)
 
 
 class Conv2dSVDO(_Conv2dMixin, _SparseVD):
@@ -459,9 +477,10 @@ class Conv2dSVDO(_Conv2dMixin, _SparseVD):
         groups: int = 1,
         bias: bool = True,
         *,
-        init_log_sigma2: float = -10.0,
+        init_log_sigma2: float = _DEFAULT_LOG_SIGMA2,
         threshold: float = 3.0,
         log_alpha_clip: tuple[float, float] = (-8.0, 8.0),
+        init_p: float | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__(seed=seed)
@@ -469,7 +488,7 @@ class Conv2dSVDO(_Conv2dMixin, _SparseVD):
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups
         )
         self._init_weight(shape, math.prod(shape[1:]), bias)
-        self._init_sigma(shape, init_log_sigma2, threshold, log_alpha_clip)
+        self._init_sigma(shape, init_log_sigma2, threshold, log_alpha_clip, init_p)
 
 
 # ----------------------------------------------------------------------------- report / export

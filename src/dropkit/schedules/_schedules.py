@@ -6,12 +6,13 @@ be written into a module's ``rate`` buffer in place (no recompile under ``torch.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 
 from dropkit.functional._checks import check_p
 
@@ -31,6 +32,28 @@ __all__ = [
 ]
 
 Schedule = Callable[[int], float]
+_Function = TypeVar("_Function", bound=Callable[..., Schedule])
+
+
+def _rate_alias(old: str) -> Callable[[_Function], _Function]:
+    """The rate is ``p``, as in the rest of dropkit; ``old`` (its name before) stays accepted as
+    a keyword alias."""
+
+    def wrap(function: _Function) -> _Function:
+        @functools.wraps(function)
+        def call(*args: Any, **kwargs: Any) -> Schedule:
+            if old in kwargs:
+                if args or "p" in kwargs:
+                    raise TypeError(
+                        f"{function.__name__}: pass the rate once, as p (not also as {old}=, "
+                        "its alias)"
+                    )
+                kwargs["p"] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return cast(_Function, call)
+
+    return wrap
 
 
 def _check_steps(value: object, name: str, *, allow_zero: bool = False) -> int:
@@ -84,14 +107,15 @@ class _Constant(_Schedule):
         return f"constant({self.rate:g})"
 
 
-def constant(rate: float) -> Schedule:
-    """The same rate at every step: :math:`p(t) = p`.
+@_rate_alias("rate")
+def constant(p: float) -> Schedule:
+    """The same rate at every step: :math:`p(t) = p` (``rate=`` is an alias of ``p``).
 
     Example:
         >>> constant(0.1)(1000)
         0.1
     """
-    return _Constant(check_p(rate, "rate"))
+    return _Constant(check_p(p, "p"))
 
 
 @dataclass(frozen=True, repr=False)
@@ -200,22 +224,24 @@ class _Warmup(_Schedule):
         return f"warmup({self.start:g} -> {self.rate:g} over {self.warmup_steps} steps)"
 
 
+@_rate_alias("rate")
 def warmup(
-    rate: float, warmup_steps: int, *, start: float = 0.0, total_steps: int | None = None
+    p: float, warmup_steps: int, *, start: float = 0.0, total_steps: int | None = None
 ) -> Schedule:
-    r"""Linear ramp from ``start`` to ``rate`` over ``warmup_steps``, then constant.
+    r"""Linear ramp from ``start`` to ``p`` over ``warmup_steps``, then constant.
 
     :math:`p(t) = p_s + (p - p_s)\,t / W` for :math:`t < W`, :math:`p` after. ``total_steps``
-    (optional) is the run length; a warm-up longer than the run is an error.
+    (optional) is the run length; a warm-up longer than the run is an error. ``rate=`` is an
+    alias of ``p``.
 
     Example:
         >>> warmup(0.2, 4)(2)
         0.1
     """
-    rate = check_p(rate, "rate")
+    p = check_p(p, "p")
     warmup_steps = _check_steps(warmup_steps, "warmup_steps")
     _check_total(total_steps, warmup_steps, "warmup_steps")
-    return _Warmup(rate, warmup_steps, check_p(start, "start"))
+    return _Warmup(p, warmup_steps, check_p(start, "start"))
 
 
 @dataclass(frozen=True, repr=False)
@@ -276,8 +302,10 @@ class _Curriculum(_Schedule):
         return f"curriculum(target={self.target:g}, gamma={self.gamma:g})"
 
 
-def curriculum(target: float, gamma: float) -> Schedule:
-    r"""Curriculum dropout: the rate rises from 0 towards ``target`` as training proceeds.
+@_rate_alias("target")
+def curriculum(p: float, gamma: float) -> Schedule:
+    r"""Curriculum dropout: the rate rises from 0 towards the target ``p`` as training proceeds
+    (``target=`` is an alias of ``p``).
 
     The retain probability follows :math:`\theta(t) = (1 - \bar\theta)\,e^{-\gamma t} +
     \bar\theta` with :math:`\bar\theta = 1 - p_{\mathrm{target}}`, so
@@ -292,7 +320,7 @@ def curriculum(target: float, gamma: float) -> Schedule:
     References:
         Morerio, Cavazza, Volpi, Vidal & Murino, "Curriculum Dropout", ICCV 2017.
     """
-    target = check_p(target, "target")
+    target = check_p(p, "p")
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
         raise ValueError(f"gamma must be a positive float (the decay speed), got {gamma!r}")
     return _Curriculum(target, float(gamma))
@@ -324,15 +352,16 @@ def _check_shape(shape: object) -> PhaseShape:
     return shape
 
 
+@_rate_alias("rate")
 def early(
-    rate: float, until: int, *, shape: PhaseShape = "constant", total_steps: int | None = None
+    p: float, until: int, *, shape: PhaseShape = "constant", total_steps: int | None = None
 ) -> Schedule:
     r"""Early dropout: dropout only during the first ``until`` steps, none afterwards.
 
     ``shape="constant"``: :math:`p(t) = p` for :math:`t < E`, 0 after; ``shape="linear"``:
     :math:`p(t) = p\,(1 - t/E)` for :math:`t < E` (the paper's linear-decreasing variant).
     Liu et al. find this reduces *underfitting* in small or under-regularised models. A phase
-    longer than ``total_steps`` (when given) is an error.
+    longer than ``total_steps`` (when given) is an error. ``rate=`` is an alias of ``p``.
 
     Example:
         >>> early(0.1, 100)(99), early(0.1, 100)(100)
@@ -341,10 +370,10 @@ def early(
     References:
         Liu, Xu, Jin, Shen, Darrell, "Dropout Reduces Underfitting", ICML 2023.
     """
-    rate = check_p(rate, "rate")
+    p = check_p(p, "p")
     until = _check_steps(until, "until")
     _check_total(total_steps, until, "until")
-    return _Early(rate, until, _check_shape(shape))
+    return _Early(p, until, _check_shape(shape))
 
 
 @dataclass(frozen=True, repr=False)
@@ -359,11 +388,13 @@ class _Late(_Schedule):
         return f"late({self.rate:g} from step {self.start})"
 
 
-def late(rate: float, start: int, *, total_steps: int | None = None) -> Schedule:
+@_rate_alias("rate")
+def late(p: float, start: int, *, total_steps: int | None = None) -> Schedule:
     r"""Late dropout: no dropout for the first ``start`` steps, rate ``p`` afterwards.
 
     :math:`p(t) = 0` for :math:`t < S`, :math:`p` after. Liu et al. use it to regularise large
     models that *overfit*. ``start`` beyond ``total_steps`` (when given) is an error.
+    ``rate=`` is an alias of ``p``.
 
     Example:
         >>> late(0.1, 100)(99), late(0.1, 100)(100)
@@ -372,10 +403,10 @@ def late(rate: float, start: int, *, total_steps: int | None = None) -> Schedule
     References:
         Liu, Xu, Jin, Shen, Darrell, "Dropout Reduces Underfitting", ICML 2023.
     """
-    rate = check_p(rate, "rate")
+    p = check_p(p, "p")
     start = _check_steps(start, "start", allow_zero=True)
     _check_total(total_steps, start, "start")
-    return _Late(rate, start)
+    return _Late(p, start)
 
 
 @dataclass(frozen=True, repr=False)

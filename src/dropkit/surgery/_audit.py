@@ -13,6 +13,7 @@ from torch import Tensor, nn
 import dropkit.nn as dk
 from dropkit.surgery._convert import is_dropout_like
 from dropkit.surgery._functional import FunctionalDropoutRouter
+from dropkit.surgery._learned import learned_findings
 from dropkit.surgery._trace import (
     _Event,
     _fused_dropout_sites,
@@ -145,6 +146,8 @@ def audit(model: nn.Module, example_input: Any) -> AuditReport:
       a module in eval mode (the classic forgotten ``training=self.training``).
     * ``duplicated-dropout`` (warning): two dropout layers in a row with nothing but
       activations between them.
+    * ``learned-rate`` (info): a learned-rate module (concrete, variational, standout) and its
+      current rates; ``active-in-eval`` (error) when one samples in an eval model.
     * ``residual-unscaled`` (warning): dropout without inverted scaling (``mode="standard"``,
       ``scale_by_keep=False``) inside a residual branch, so the branch's expected contribution
       differs between training and eval. Found by FX tracing; an ``info`` finding says when the
@@ -199,6 +202,7 @@ def audit(model: nn.Module, example_input: Any) -> AuditReport:
                     "still in training mode after model.eval() (does it override train()?)",
                     "let train()/eval() reach this module",
                 ))  # fmt: skip
+        findings.extend(learned_findings(model, was_training, snapshot[1]))
         with torch.no_grad():
             events, first = _trace(model, example_input)
             _, second = _trace(model, example_input)

@@ -82,10 +82,13 @@ def site_seed(seed: int, name: str) -> int:
 
 def is_dropout_like(module: nn.Module) -> bool:
     """Whether ``module`` looks like a dropout layer: a dropkit or ``torch.nn`` dropout, or a
-    leaf module whose class name says so (``DropPath``, ``MyDropout``, ``StochasticDepth``)."""
+    leaf module whose class name says so (``DropPath``, ``MyDropout``, ``StochasticDepth``).
+    Learned-rate layers (:class:`~dropkit.nn.LearnedDropoutModule`: concrete, variational,
+    standout) are not: they hold weights, so ``remove`` must not delete them; ``summary`` and
+    ``audit`` list them on their own."""
     if isinstance(module, (dk.DropoutModule, nn.modules.dropout._DropoutNd)):
         return True
-    if any(True for _ in module.children()):
+    if isinstance(module, dk.LearnedDropoutModule) or any(True for _ in module.children()):
         return False
     return bool(_DROPOUT_NAME.search(type(module).__name__))
 
@@ -120,7 +123,10 @@ def _surgery(
     report = ConversionReport(model)
     device = _device_of(model)
     for path, module in model.named_modules():
-        if (direction == "to_torch") != isinstance(module, dk.DropoutModule):
+        if direction == "to_torch":
+            if not isinstance(module, (dk.DropoutModule, dk.LearnedDropoutModule)):
+                continue
+        elif isinstance(module, dk.DropoutModule):
             continue  # dropkit's drop-ins derive from torch.nn dropout classes: never reconvert
         entry = lookup(module, direction)
         if entry is None:
@@ -158,8 +164,16 @@ def _surgery(
     return report
 
 
-def convert(model: nn.Module, *, strict: bool = True, seed: int | None = None) -> ConversionReport:
-    """Replace every ``torch.nn`` dropout of ``model`` (in place) by its dropkit equivalent.
+def convert(
+    model: nn.Module,
+    *,
+    strict: bool = True,
+    seed: int | None = None,
+    technique: str | None = None,
+    p: float | None = None,
+) -> ConversionReport:
+    """Replace every ``torch.nn`` dropout of ``model`` (in place) by its dropkit equivalent, or
+    (with ``technique``) swap the model's dropout for a learned-rate technique.
 
     ``Dropout`` → :class:`dropkit.nn.Dropout`, ``Dropout1d/2d/3d`` →
     ``SpatialDropout1d/2d/3d``, ``AlphaDropout``/``FeatureAlphaDropout`` → their dropkit twins,
@@ -174,6 +188,18 @@ def convert(model: nn.Module, *, strict: bool = True, seed: int | None = None) -
         strict: raise :class:`ConversionError` on modules that cannot be converted.
         seed: derive each site's seed from this model-wide seed and its path
             (:func:`site_seed`); by default each draws one from PyTorch's generator.
+        technique: a learned-rate technique of the registry instead of the torch -> dropkit
+            conversion: ``"concrete"`` (each elementwise dropout becomes
+            :class:`~dropkit.nn.ConcreteDropout`, each channel dropout
+            :class:`~dropkit.nn.SpatialConcreteDropout`), ``"standout"`` (each elementwise
+            dropout becomes a layer-less :class:`~dropkit.nn.Standout`), ``"vd"`` / ``"svd"``
+            (each ``nn.Linear`` / ``nn.Conv2d`` becomes its variational twin holding the same
+            weights, and every dropout module becomes ``nn.Identity``: the weight noise
+            replaces it). Other dropout types are left as they are; add
+            :func:`dropkit.regularization` to the loss (``report.notes`` says so).
+        p: the initial learned rate (in (0, 1)); None: each dropout's own rate (concrete,
+            standout; a rate-0 dropout is then left as is, with a note) or the layer's default
+            (vd: 0.2; svd: the paper's ``log σ² = -10``).
 
     Returns:
         a :class:`ConversionReport`; ``report.model`` is the converted model.
@@ -182,7 +208,15 @@ def convert(model: nn.Module, *, strict: bool = True, seed: int | None = None) -
         >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.1))
         >>> convert(model, seed=0).converted
         [('1', 'Dropout', 'dropkit.nn._elementwise.Dropout')]
+        >>> convert(model, technique="concrete").converted
+        [('1', 'Dropout', 'dropkit.nn._concrete.ConcreteDropout')]
     """
+    if technique is not None:
+        from dropkit.surgery._learned import convert_learned
+
+        return convert_learned(model, technique, p, strict, seed)
+    if p is not None:
+        raise TypeError("convert: p= sets the initial rate of a learned technique= only")
     return _surgery(model, "to_dropkit", strict, seed)
 
 
@@ -260,6 +294,11 @@ def _make_technique(technique: _Technique, p: float) -> nn.Module:
                 f"technique must be one of {_techniques.names(aliases=True)} or a module "
                 f"factory, got {technique!r}"
             ) from None
+        if spec.replaces:
+            raise ValueError(
+                f"technique {spec.name!r} replaces layers (noise on their weights), it is not "
+                f"inserted after them: use dropkit.surgery.convert(model, technique={spec.name!r})"
+            )
         return spec.build(p)
     if not callable(technique):
         raise TypeError(f"technique must be a name or a callable p -> module, got {technique!r}")

@@ -199,3 +199,9 @@ register_unsupported(
     dk.DropoutModule, "no torch.nn equivalent registered for this dropkit module",
     direction="to_torch",
 )  # fmt: skip
+register_unsupported(
+    dk.LearnedDropoutModule,
+    "a learned rate has no torch.nn equivalent (for inference, dropkit.export_pruned turns "
+    "variational layers into plain ones)",
+    direction="to_torch",
+)

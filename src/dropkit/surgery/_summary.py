@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.surgery._convert import is_dropout_like
 from dropkit.surgery._functional import FunctionalDropoutRouter
 from dropkit.surgery._trace import _Event, _leaf_order, _module_rate, _trace
@@ -78,6 +79,8 @@ def _neighbour(events: Sequence[_Event], index: int, direction: int) -> str:
 def _mode(module: nn.Module | None, model: nn.Module) -> str:
     if module is None:
         return "follows caller"
+    if isinstance(module, LearnedDropoutModule) and module.mc and not module.training:
+        return "mc (samples in eval)"
     if module.training:
         return "train" if model.training else "mc (train in an eval model)"
     return "eval"
@@ -92,6 +95,11 @@ def summary(
 ) -> DropoutSummary:
     """Every dropout site of ``model``: path, technique, rate, mode, schedule, and the modules
     run just before and after it (where it sits relative to normalisation and activations).
+
+    Learned-rate modules (concrete, variational, standout) are sites too: ``technique`` says
+    ``"ConcreteDropout (learned concrete)"``, ``rate`` is the current mean learned rate (see
+    :func:`dropkit.learned_rates` for every rate), and ``mode`` says ``"mc"`` while
+    :func:`dropkit.mc_mode` makes them sample in an eval model.
 
     With ``example_input`` the model is run once (under ``no_grad``, modes unchanged; with the
     model in eval no randomness is drawn) to learn the execution order and find functional
@@ -122,15 +130,18 @@ def summary(
     schedules = scheduler.schedules() if scheduler is not None else {}
     rows = DropoutSummary()
     for index, event in enumerate(events):
-        if not event.is_dropout:
+        if not (event.is_dropout or event.is_learned):
             continue
         module = event.module
         rate = event.rate if module is None else _module_rate(module)
+        technique = event.type_name
+        if isinstance(module, LearnedDropoutModule):  # its current (mean) learned rate
+            technique = f"{event.type_name} (learned {module.technique})"
         schedule = schedules.get(event.path)
         rows.append(
             DropoutSite(
                 path=event.path,
-                technique=event.type_name,
+                technique=technique,
                 rate=rate,
                 mode=_mode(module, model),
                 schedule="-" if schedule is None else repr(schedule),

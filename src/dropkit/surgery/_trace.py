@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from dropkit.nn._learned import LearnedDropoutModule
 from dropkit.surgery._convert import is_dropout_like
 from dropkit.surgery._functional import FunctionalDropoutRouter
 
@@ -37,6 +38,11 @@ class _Event:
     owner_training: bool | None = None
     inputs: tuple[Tensor, ...] = ()
     output: Any = None
+
+    @property
+    def is_learned(self) -> bool:
+        """A learned-rate module (concrete, variational, standout): a site with its own rates."""
+        return isinstance(self.module, LearnedDropoutModule)
 
     @property
     def is_dropout(self) -> bool:
@@ -128,7 +134,7 @@ def _trace(model: nn.Module, example_input: Any) -> tuple[list[_Event], Any]:
     for path, module in model.named_modules():
         if isinstance(module, FunctionalDropoutRouter):
             continue
-        leaf = is_dropout_like(module) or not any(True for _ in module.children())
+        leaf = _is_site(module) or not any(True for _ in module.children())
         handles.append(module.register_forward_pre_hook(enter(path, leaf)))
         handles.append(module.register_forward_hook(leave, always_call=True))
     # The observer is entered by a root pre-hook registered after any router's, and left by a
@@ -216,9 +222,13 @@ def _leaf_order(model: nn.Module) -> list[_Event]:
         _Event(path, "module", module, type(module).__name__)
         for path, module in model.named_modules()
         if not isinstance(module, FunctionalDropoutRouter)
-        and (is_dropout_like(module) or not any(True for _ in module.children()))
+        and (_is_site(module) or not any(True for _ in module.children()))
         and path
     ]
+
+
+def _is_site(module: nn.Module) -> bool:
+    return is_dropout_like(module) or isinstance(module, LearnedDropoutModule)
 
 
 def _module_rate(module: nn.Module) -> float | None:

@@ -1,8 +1,8 @@
 """Drop numba's cached kernels of this package when any of its sources changed.
 
 numba keys a cached function on the content of its *own* file. The kernels here call (and
-inline) functions of other files of the package: a cfunc body in :mod:`._openmp` runs the
-Philox loop of :mod:`._kernels`, for example. After an edit of the callee's file the caller's
+inline) functions of other files of the package: a cfunc body in :mod:`._launch` runs the
+Philox loop of :mod:`._philox`, for example. After an edit of the callee's file the caller's
 cache still loads and runs the stale copy (seen in development: a segfault). So, once per
 process before the first kernel is compiled or loaded, :func:`invalidate_if_sources_changed`
 hashes every source file of the package and, where the hash differs from the one stamped beside

@@ -6,9 +6,9 @@ integer threshold) and take their constants (scale, alpha-dropout terms) from th
 helpers, so the float arithmetic is the reference's, operation for operation.
 
 * Contiguous input with a full mask (the common case): one fused pass, no mask tensor, the
-  Philox generator vectorised over blocks (see :mod:`._kernels`).
+  Philox generator vectorised over blocks (see :mod:`._elementwise`, :mod:`._philox`).
 * Any other layout or ``noise_shape`` (channels_last, strided, transposed; spatial, locked,
-  feature-alpha): one pass of :mod:`._layout_kernels` over the merged dims
+  feature-alpha): one pass of :mod:`._layout` over the merged dims
   (:func:`dropkit.kernels._layout.merged_dims`), in the output's memory order. A broadcast mask
   is drawn whole first (it is small); a full mask chunk by chunk inside the pass where the layout
   allows. No PyTorch temporaries, no mask of ``x``'s size.
@@ -19,7 +19,7 @@ helpers, so the float arithmetic is the reference's, operation for operation.
   words with vectorisable float32 ``log``/``sin``/``cos``): within 4 float32 ulps of the
   reference's normals (measured over 12M draws; ~72% bit-equal), not bit-identical.
 * The fused ``residual + dropout(act(x + bias))`` and its backward: one pass each
-  (:mod:`._fused_kernels`; the section at the end of :class:`CPUBackend`).
+  (:mod:`._fused`; the section at the end of :class:`CPUBackend`).
 
 If a kernel fails to compile, the backend warns once and runs the reference from then on.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,27 +42,13 @@ from dropkit import rng
 from dropkit.kernels._dispatch import Epilogue, step_groups
 from dropkit.kernels._layout import merged_dims
 from dropkit.kernels._spec import BIAS_ACT_DROPOUT_ADD, Draw, OpSpec
-from dropkit.kernels.cpu import (
-    _fused_kernels,
-    _kernels,
-    _layout_kernels,
-    _layout_launch,
-    _memory,
-    _openmp,
-)
+from dropkit.kernels.cpu import _elementwise, _fused, _launch, _layout, _memory, _philox
 from dropkit.kernels.reference import ACTIVATIONS, ReferenceBackend, compute_dtype
 
 __all__ = ["PARALLEL_MIN_NUMEL", "CPUBackend"]
 
 #: Below this many elements one thread does the work: waking the pool costs more than it saves.
 PARALLEL_MIN_NUMEL = 1 << 16
-
-#: numba's thread pool when the user has not chosen one. Measured here (2 cores, PyTorch's
-#: OpenMP pool beside numba's): 2^22 elements took 2.3-4.1 ms with "workqueue" and 16-20 ms
-#: with "omp", whose spinning threads fight PyTorch's own for the same cores.
-PREFERRED_THREADING_LAYER = "workqueue"
-if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":  # type: ignore[attr-defined]
-    numba.config.THREADING_LAYER = PREFERRED_THREADING_LAYER  # type: ignore[attr-defined]
 
 _STORAGE = {
     torch.float32: np.float32,
@@ -102,7 +87,7 @@ def _byte_range(t: Tensor) -> tuple[int, int]:
 
 def _layout_plan(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> np.ndarray | None:
     """The merged dims of ``x``, ``out`` and the mask as an int64 ``(D, 4)`` array for
-    :mod:`._layout_kernels`, or None where the layout pass cannot run: no elements, more than
+    :mod:`._layout`, or None where the layout pass cannot run: no elements, more than
     ``MAX_DIMS`` merged dims, an ``out`` that writes one element twice or overlaps ``x`` other
     than as ``x`` itself."""
     if x.numel() == 0 or any(
@@ -114,7 +99,7 @@ def _layout_plan(x: Tensor, out: Tensor, mask_shape: Sequence[int]) -> np.ndarra
     if not same and x_start < out_end and out_start < x_end:
         return None
     dims = merged_dims(x, out, mask_shape) or [(1, 0, 0, 0)]
-    if len(dims) > _layout_kernels.MAX_DIMS:
+    if len(dims) > _layout.MAX_DIMS:
         return None
     return np.array(dims, dtype=np.int64)
 
@@ -159,7 +144,7 @@ SERIAL_DRAW_MAX_NUMEL = 1 << 20
 RUN_SPLIT = 64
 
 #: Inner runs up to this long whose draws repeat across the next dim are tiled (see
-#: ``_layout_kernels._periodic_row``): below it, per-row overhead dominates.
+#: ``_layout._periodic_row``): below it, per-row overhead dominates.
 PERIODIC_MAX = 256
 
 
@@ -306,7 +291,7 @@ class CPUBackend(ReferenceBackend):
             serial()
             return
         with self._launch_lock:
-            parallel(_kernels.set_threads(threads))
+            parallel(_launch.set_threads(threads))
 
     @staticmethod
     def _fused(x: Tensor, out: Tensor, mask_shape: Sequence[int], groups: int = 1) -> bool:
@@ -378,21 +363,23 @@ class CPUBackend(ReferenceBackend):
 
         def fast() -> Tensor:
             keys = _philox_keys(seed, step) if step.dim() == 1 else _philox_key(seed, step)
-            openmp, threads = _openmp.launcher(), torch.get_num_threads()
+            openmp, threads = _launch.bernoulli_launcher(), torch.get_num_threads()
             if openmp is not None and x.numel() >= PARALLEL_MIN_NUMEL and threads > 1:
-                # On PyTorch's own OpenMP team (see _openmp for why): one launch for all groups.
+                # On PyTorch's own OpenMP team (see _launch for why): one launch for all groups.
                 openmp(source, target, offset, keys, *args, threads)
             elif step.dim() == 0:
                 self._parallel(
                     x.numel(),
-                    lambda: _kernels.bernoulli_span(source, target, offset, keys, *args),
-                    lambda parts: _kernels.bernoulli(source, target, offset, keys, *args, parts),
+                    lambda: _elementwise.bernoulli_span(source, target, offset, keys, *args),
+                    lambda parts: _elementwise.bernoulli(
+                        source, target, offset, keys, *args, parts
+                    ),
                 )
             else:
                 self._parallel(
                     x.numel(),
-                    lambda: _kernels.bernoulli_groups(source, target, offset, keys, *args, 1),
-                    lambda parts: _kernels.bernoulli_groups_parallel(
+                    lambda: _elementwise.bernoulli_groups(source, target, offset, keys, *args, 1),
+                    lambda parts: _elementwise.bernoulli_groups_parallel(
                         source, target, offset, keys, *args, -(-parts // groups)
                     ),
                 )
@@ -432,7 +419,7 @@ class CPUBackend(ReferenceBackend):
         affine: bool,
         gaussian: bool = False,
     ) -> None:
-        """One pass of :mod:`._layout_kernels` over any layout and mask shape:
+        """One pass of :mod:`._layout` over any layout and mask shape:
         ``out = keep ? x * a (+ b) : dropped``, or with ``gaussian`` ``out = x * (1 + a * n)``
         for float32 standard normals ``n``. A mask smaller than ``x`` is drawn
         whole first (it is small); a full mask chunk by chunk in the pass where the layout
@@ -443,8 +430,8 @@ class CPUBackend(ReferenceBackend):
         mask_numel = math.prod(mask_shape)
         threads = torch.get_num_threads()
         parallel = x.numel() >= PARALLEL_MIN_NUMEL and threads > 1
-        # On PyTorch's own OpenMP team where its libgomp is found: see _openmp for why.
-        openmp = _layout_launch.launcher() if parallel else None
+        # On PyTorch's own OpenMP team where its libgomp is found: see _launch for why.
+        openmp = _launch.layout_launcher() if parallel else None
         if mask_numel >= x.numel() and _chunkable(dims, threads if parallel else 1):
             order = _memory_order(dims)
             if openmp is not None:
@@ -456,11 +443,11 @@ class CPUBackend(ReferenceBackend):
                 return
             self._parallel(
                 x.numel(),
-                lambda: _layout_kernels.apply_chunked(
+                lambda: _layout.apply_chunked(
                     source, target, dims, order, offset, key, threshold, like,
                     a, b, dropped, affine,
                 ),
-                lambda parts: _layout_kernels.apply_chunked_parallel(
+                lambda parts: _layout.apply_chunked_parallel(
                     source, target, dims, order, offset, key, threshold, like,
                     a, b, dropped, affine, parts,
                 ),
@@ -473,14 +460,14 @@ class CPUBackend(ReferenceBackend):
         if not gaussian:
             self._parallel(
                 draw_numel,
-                lambda: _kernels.keep_span(draws, offset, key, threshold),
-                lambda parts: _kernels.keep(draws, offset, key, threshold, parts),
+                lambda: _philox.keep_span(draws, offset, key, threshold),
+                lambda parts: _philox.keep(draws, offset, key, threshold, parts),
             )
         else:
             self._parallel(
                 draw_numel,
-                lambda: _layout_kernels.normals(draws, offset, key),
-                lambda parts: _layout_kernels.normals_parallel(draws, offset, key, parts),
+                lambda: _philox.normals(draws, offset, key),
+                lambda parts: _philox.normals_parallel(draws, offset, key, parts),
             )
         walk, period = _periodic(dims)
         if openmp is not None:
@@ -491,10 +478,8 @@ class CPUBackend(ReferenceBackend):
             return
         self._parallel(
             x.numel(),
-            lambda: _layout_kernels.apply_drawn(
-                source, target, draws, walk, period, a, b, dropped, affine
-            ),
-            lambda parts: _layout_kernels.apply_drawn_parallel(
+            lambda: _layout.apply_drawn(source, target, draws, walk, period, a, b, dropped, affine),
+            lambda parts: _layout.apply_drawn_parallel(
                 source, target, draws, walk, period, a, b, dropped, affine, parts
             ),
         )
@@ -519,8 +504,8 @@ class CPUBackend(ReferenceBackend):
         def fast() -> Tensor:
             self._parallel(
                 mask.numel(),
-                lambda: _kernels.keep_span(target, offset, key, limit),
-                lambda parts: _kernels.keep(target, offset, key, limit, parts),
+                lambda: _philox.keep_span(target, offset, key, limit),
+                lambda parts: _philox.keep(target, offset, key, limit, parts),
             )
             return mask
 
@@ -576,8 +561,8 @@ class CPUBackend(ReferenceBackend):
         def fast() -> Tensor:
             self._parallel(
                 numel,
-                lambda: _kernels.uniforms_span(target, first_block, key),
-                lambda parts: _kernels.uniforms(target, first_block, key, parts),
+                lambda: _philox.uniforms_span(target, first_block, key),
+                lambda parts: _philox.uniforms(target, first_block, key, parts),
             )
             start = offset - first_block * rng.WORDS_PER_BLOCK
             normals = rng.uniforms_to_normal(uniforms).view(-1)[start : start + numel]
@@ -586,7 +571,7 @@ class CPUBackend(ReferenceBackend):
         return self._guarded(fast, lambda: ReferenceBackend.normal(seed, step, offset, mask_shape))
 
     # -- fused ops: residual + dropout(act(x + bias)) and its backward ----------------------------
-    # One pass each (see _fused_kernels): bias and residual of x's trailing shape are read
+    # One pass each (see _fused): bias and residual of x's trailing shape are read
     # periodically, never expanded; anything else (another layout, a bias broadcast inside x's
     # shape, a 1-D step) runs on the reference.
 
@@ -617,10 +602,10 @@ class CPUBackend(ReferenceBackend):
         def fast() -> Tensor:
             self._parallel(
                 n,
-                lambda: _fused_kernels.forward_span(
+                lambda: _fused.forward_span(
                     source, bias_tile, residual_source, target, 0, n, offset, *args
                 ),
-                lambda parts: _fused_kernels.forward(
+                lambda parts: _fused.forward(
                     source, bias_tile, residual_source, target, offset, *args, parts
                 ),
             )
@@ -631,7 +616,7 @@ class CPUBackend(ReferenceBackend):
     def _bias_act_dropout_backward(
         self, spec: OpSpec, grad: Tensor, draw: Draw, epilogue: Epilogue
     ) -> tuple[Tensor, Tensor]:
-        """The bias gradient is summed in :data:`._fused_kernels.BIAS_ROW_GROUPS` fixed groups of
+        """The bias gradient is summed in :data:`._fused.BIAS_ROW_GROUPS` fixed groups of
         rows, then the groups in order: independent of the thread count, but not PyTorch's
         ``sum`` order (see ``docs/cpu.md`` for the bound)."""
 
@@ -660,7 +645,7 @@ class CPUBackend(ReferenceBackend):
         n = grad.numel()
         rows = -(-n // bias_tile.size)
         accumulate = bias is not None
-        groups = min(_fused_kernels.BIAS_ROW_GROUPS, rows)
+        groups = min(_fused.BIAS_ROW_GROUPS, rows)
         partial_sums = np.full((groups, bias_tile.size if accumulate else 1), -0.0, bias_tile.dtype)
         grad_x = _memory.fresh(torch.empty_like(grad))
         source = _flat_array(grad)
@@ -676,14 +661,14 @@ class CPUBackend(ReferenceBackend):
             call = (source, inputs, bias_tile, target, partial_sums, *args)
             self._parallel(
                 n,
-                lambda: _fused_kernels.backward_serial(*call),
-                lambda parts: _fused_kernels.backward(*call),
+                lambda: _fused.backward_serial(*call),
+                lambda parts: _fused.backward(*call),
             )
             if bias is None:
                 return grad_x, torch.empty(0, dtype=cd)
             period = bias.numel()
             grad_bias = np.empty(period, bias_tile.dtype)
-            _fused_kernels.sum_groups(partial_sums, period, grad_bias)
+            _fused.sum_groups(partial_sums, period, grad_bias)
             return grad_x, torch.from_numpy(grad_bias).reshape(bias.shape)
 
         return self._guarded(fast, slow)
