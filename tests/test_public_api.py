@@ -110,6 +110,8 @@ PUBLIC_API = {
         "Finding", "FunctionalDropoutRouter", "PRESETS", "audit", "convert", "insert",
         "is_dropout_like", "preset_rates", "register_conversion", "register_unsupported", "remove",
         "route_functional", "set_rates", "site_seed", "summary", "to_torch", "unroute_functional",
+        # drop-in fidelity (issue 15)
+        "torch_state_dict",
     ],
     "dropkit.schedules": [
         "DropoutScheduler", "LinearRamp", "Schedule", "constant", "cosine", "curriculum", "early",
@@ -124,6 +126,15 @@ PUBLIC_API = {
         "mc_mode", "mutual_information", "negative_log_likelihood", "ood_aupr", "ood_auroc",
         "plot_reliability_diagram", "predictive_entropy", "predictive_mean", "reliability_diagram",
         "rmse", "sample", "total_variance", "variation_ratio",
+        # HF outputs (issue 15)
+        "select_output",
+    ],
+    "dropkit.integrations": [
+        "scheduled",
+    ],
+    "dropkit.integrations.huggingface": [
+        "DROPOUT_FILE", "apply_dropout_state", "dropout_state", "from_pretrained",
+        "save_pretrained",
     ],
     "dropkit.experiments": [
         "UsageError", "compare",

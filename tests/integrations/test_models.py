@@ -13,7 +13,13 @@ from dropkit import surgery
 
 
 def _torch_dropouts(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    # dropkit's drop-ins derive from the torch classes (isinstance works): count only torch's own.
+    return [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.dropout._DropoutNd)
+        and not isinstance(m, dropkit.nn.DropoutModule)
+    ]
 
 
 def _dropkit_sites(model: nn.Module) -> list[str]:

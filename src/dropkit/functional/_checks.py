@@ -71,11 +71,11 @@ def check_p(p: object, name: str = "p", *, allow_one: bool = True) -> float:
 
 
 def check_rate_tensor(rate: Tensor, name: str = "p", allow_one: bool = True) -> float | None:
-    """Validate a rate tensor: one floating element; its value too where that is free.
-    Returns the value where it was read (CPU, eager), else None."""
-    if not rate.is_floating_point() or rate.numel() != 1:
+    """Validate a rate tensor: one real element (torch accepts an integer 0-d ``p`` too); its
+    value too where that is free. Returns the value where it was read (CPU, eager), else None."""
+    if rate.dtype == torch.bool or rate.is_complex() or rate.numel() != 1:
         raise TypeError(
-            f"{name} must be a float or a one-element floating tensor, got a {rate.dtype} tensor "
+            f"{name} must be a float or a one-element real tensor, got a {rate.dtype} tensor "
             f"of shape {tuple(rate.shape)}"
         )
     # Reading the value needs a host sync: only do it where it is free (CPU, eager).
@@ -254,25 +254,28 @@ def check_shape(shape: object, name: str = "shape") -> tuple[int, ...]:
     return tuple(shape)
 
 
-def check_noise_shape(noise_shape: object) -> tuple[int | None, ...] | None:
-    """Keras-style ``noise_shape`` on its own (before an input is seen): None or a sequence
-    whose entries are None or ints >= 1."""
+def check_noise_shape(
+    noise_shape: object, name: str = "noise_shape"
+) -> tuple[int | None, ...] | None:
+    """Keras-style ``noise_shape`` on its own (before an input is seen): None or an iterable
+    whose entries are None or ints >= 1; returned as a tuple."""
     if noise_shape is None:
         return None
-
-    def message() -> str:
-        return f"noise_shape must be None or a sequence of ints >= 1 or None, got {noise_shape!r}"
-
-    if not isinstance(noise_shape, (Sequence, torch.Size)) or isinstance(noise_shape, str):
-        raise TypeError(message())
-    for size in noise_shape:
+    allowed = f"{name} must be None or a sequence of ints >= 1 or None"
+    if isinstance(noise_shape, (str, bytes, Tensor)) or not hasattr(noise_shape, "__iter__"):
+        raise TypeError(f"{allowed}, got {type(noise_shape).__name__} {noise_shape!r}")
+    entries = tuple(noise_shape)
+    for size in entries:
         if size is None or isinstance(size, torch.SymInt):
             continue
         if not _is_int(size):
-            raise TypeError(message())
+            raise TypeError(
+                f"{allowed}: its entries must be ints or None, got {type(size).__name__} "
+                f"{size!r} in {entries}"
+            )
         if size < 1:
-            raise ValueError(message())
-    return tuple(noise_shape)
+            raise ValueError(f"{allowed}: its entries must be positive, got {entries}")
+    return entries
 
 
 def check_distinct_dims(first: int, second: int | None, names: tuple[str, str]) -> None:

@@ -17,6 +17,7 @@ from dropkit.functional._checks import (
     check_distinct_dims,
     check_draw_args,
     check_floating,
+    check_noise_shape,
     check_offset,
     resolve_noise_shape,
     resolve_seed_step,
@@ -68,16 +69,16 @@ def _prepare(
 
 
 def dropout(
-    x: Tensor,
+    input: Tensor,
     p: float | Tensor = 0.5,
     training: bool = True,
+    inplace: bool = False,
     *,
     mode: DropoutMode = "inverted",
     noise_shape: Sequence[int | None] | None = None,
     seed: rng.SeedLike | None = None,
     step: rng.StepLike = 0,
     offset: int = 0,
-    inplace: bool = False,
     out: Tensor | None = None,
 ) -> Tensor:
     """Zero each element of ``x`` with probability ``p`` (see :class:`dropkit.nn.Dropout`).
@@ -92,14 +93,27 @@ def dropout(
     variants); ``inplace=True`` overwrites ``x``. Where autograd does not record (inference,
     ``torch.no_grad()``), neither allocates a temporary.
 
+    The signature starts as ``torch.nn.functional.dropout(input, p, training, inplace)``
+    (positionally or by keyword); ``p`` may be a Python number or a one-element tensor. As in
+    torch, an inverted-mode call with ``training=False`` returns ``input`` unchanged whatever
+    its dtype (an integer tensor too); everything else needs a floating-point input.
+
     Example:
         >>> y = dropout(torch.ones(8), 0.5, seed=0)
     """
-    check_floating(x)
-    offset = check_draw_args(training, seed, step, offset)
-    check_bool(inplace, "inplace")
+    x = input
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    offset = check_draw_args(training, seed, step, offset)
+    check_bool(inplace, "inplace")
+    check_noise_shape(noise_shape)
+    if not training and mode == "inverted" and isinstance(x, Tensor) and out is None:
+        # torch passes any input through at inference (an integer tensor too); the arguments
+        # are still validated whatever the mode
+        as_rate(p, x)
+        resolve_noise_shape(noise_shape, x.shape)
+        return x
+    check_floating(x)
     if out is not None:
         out = _check_out(out, x, inplace)
     rate = as_rate(p, x)
@@ -244,15 +258,15 @@ def gaussian_dropout(
 
 
 def alpha_dropout(
-    x: Tensor,
+    input: Tensor,
     p: float | Tensor = 0.5,
     training: bool = True,
+    inplace: bool = False,
     *,
     noise_shape: Sequence[int | None] | None = None,
     seed: rng.SeedLike | None = None,
     step: rng.StepLike = 0,
     offset: int = 0,
-    inplace: bool = False,
 ) -> Tensor:
     """Alpha dropout for SELU networks: keeps mean and variance (see
     :class:`dropkit.nn.AlphaDropout`).
@@ -260,13 +274,18 @@ def alpha_dropout(
     Example:
         >>> y = alpha_dropout(torch.randn(8), 0.1, seed=0)
     """
-    check_floating(x)
+    x = input
     offset = check_draw_args(training, seed, step, offset)
     check_bool(inplace, "inplace")
+    check_noise_shape(noise_shape)
+    if not training and isinstance(x, Tensor):
+        # validated in eval too; the input passes through whatever its dtype (as torch)
+        as_rate(p, x)
+        resolve_noise_shape(noise_shape, x.shape)
+        return x
+    check_floating(x)
     rate = as_rate(p, x)
     mask_shape = resolve_noise_shape(noise_shape, x.shape)
-    if not training:
-        return x
     seed_t, step_t, offset = _prepare(x, seed, step, offset)
     y = _mc_context.per_sample(
         x, step_t, mask_shape,
@@ -278,22 +297,30 @@ def alpha_dropout(
 
 
 def feature_alpha_dropout(
-    x: Tensor,
+    input: Tensor,
     p: float | Tensor = 0.5,
     training: bool = True,
+    inplace: bool = False,
     *,
     channel_dim: int = 1,
     batch_dim: int | None = 0,
     seed: rng.SeedLike | None = None,
     step: rng.StepLike = 0,
     offset: int = 0,
-    inplace: bool = False,
 ) -> Tensor:
     """Alpha dropout of whole channels (see :class:`dropkit.nn.FeatureAlphaDropout`).
 
     Example:
         >>> y = feature_alpha_dropout(torch.randn(2, 3, 4), 0.1, seed=0)
     """
+    x = input
+    check_draw_args(training, seed, step, offset)
+    check_bool(inplace, "inplace")
+    if not training and isinstance(x, Tensor):
+        # validated in eval too; the input passes through whatever its dtype (as torch)
+        as_rate(p, x)
+        _channel_mask_shape(x, (batch_dim, channel_dim), ("batch_dim", "channel_dim"))
+        return x
     check_floating(x)
     noise_shape = _channel_mask_shape(x, (batch_dim, channel_dim), ("batch_dim", "channel_dim"))
     return alpha_dropout(

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from dropkit import functional as F
 from dropkit.functional._checks import check_dim, check_int, check_noise_shape
@@ -17,6 +18,7 @@ __all__ = [
     "Dropout",
     "FeatureAlphaDropout",
     "GaussianDropout",
+    "InputRankError",
     "LockedDropout",
     "SpatialDropout1d",
     "SpatialDropout2d",
@@ -24,7 +26,7 @@ __all__ = [
 ]
 
 
-class Dropout(DropoutModule):
+class Dropout(DropoutModule, nn.Dropout):
     r"""Dropout with counter-based masks: reproducible, and no mask stored for backward.
 
     In training each element is kept with probability :math:`1 - p` (mask :math:`m_i \sim
@@ -95,6 +97,11 @@ class Dropout(DropoutModule):
         return ", ".join(extra)
 
 
+class InputRankError(ValueError, RuntimeError):
+    """An input of a rank a spatial dropout module does not take (a ``ValueError``, and a
+    ``RuntimeError`` as torch's ``Dropout1d`` raises)."""
+
+
 class _SpatialDropoutNd(DropoutModule):
     spatial_dims: int = 2
 
@@ -112,33 +119,46 @@ class _SpatialDropoutNd(DropoutModule):
         self.channel_dim = channel_dim
 
     def forward(self, x: Tensor) -> Tensor:
+        channel_dim, batch_dim = self._layout(x)
         return F.spatial_dropout(
-            x, self.rate, self.training, channel_dim=self._channel_dim(x),
-            batch_dim=self._batch_dim(x), seed=self.seed, step=self.next_step(),
-            inplace=self.inplace,
+            x, self.rate, self.training, channel_dim=channel_dim, batch_dim=batch_dim,
+            seed=self.seed, step=self.next_step(), inplace=self.inplace,
         )  # fmt: skip
 
-    def _batch_dim(self, x: Tensor) -> int | None:
+    def _layout(self, x: Tensor) -> tuple[int, int | None]:
+        """``(channel_dim, batch_dim)`` for ``x``, with torch.nn.DropoutNd's rank rules."""
         batched = self.spatial_dims + 2
-        if x.dim() not in (batched, batched - 1):
-            raise ValueError(
-                f"{type(self).__name__} expects a {batched}-D (batched) or {batched - 1}-D "
-                f"(unbatched) input, got {x.dim()}-D of shape {tuple(x.shape)}"
+        ndim = x.dim()
+        if ndim == batched:
+            return self.channel_dim, 0
+        if ndim == batched - 1:
+            # Unbatched: no leading batch dim, so a non-negative channel_dim shifts down.
+            return (self.channel_dim - 1 if self.channel_dim >= 1 else self.channel_dim), None
+        name = type(self).__name__
+        torch_rule = self.channel_dim == 1 and (
+            (self.spatial_dims == 2 and ndim > batched) or (self.spatial_dims == 3 and ndim >= 2)
+        )
+        if not torch_rule:
+            raise InputRankError(
+                f"{name} expects a {batched}-D (batched) or {batched - 1}-D (unbatched) input, "
+                f"got {ndim}-D of shape {tuple(x.shape)}"
             )
-        return 0 if x.dim() == batched else None
-
-    def _channel_dim(self, x: Tensor) -> int:
-        # An unbatched input has no leading batch dim: a non-negative channel_dim shifts down.
-        if x.dim() == self.spatial_dims + 1 and self.channel_dim >= 1:
-            return self.channel_dim - 1
-        return self.channel_dim
+        warnings.warn(
+            f"{name}: Received a {ndim}-D input, which torch.nn.Dropout{self.spatial_dims}d "
+            "deprecates; as torch does, one draw per "
+            + ("(dim 0, dim 1)" if self.spatial_dims == 2 else "index of dim 0")
+            + f". Expected a {batched}-D (batched) or {batched - 1}-D (unbatched) input.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return (1, 0) if self.spatial_dims == 2 else (0, None)
 
     def extra_repr(self) -> str:
         extra = super().extra_repr()
         return extra if self.channel_dim == 1 else f"{extra}, channel_dim={self.channel_dim}"
 
 
-class SpatialDropout1d(_SpatialDropoutNd):
+class SpatialDropout1d(_SpatialDropoutNd, nn.Dropout1d):
     r"""Drop whole channels of a sequence: one Bernoulli draw per ``(N, C)``.
 
     :math:`y_{n,c,l} = m_{n,c}\,x_{n,c,l} / (1 - p_{\mathrm{eff}})`. Use ``channel_dim=-1``
@@ -158,7 +178,7 @@ class SpatialDropout1d(_SpatialDropoutNd):
     spatial_dims = 1
 
 
-class SpatialDropout2d(_SpatialDropoutNd):
+class SpatialDropout2d(_SpatialDropoutNd, nn.Dropout2d):
     r"""Drop whole feature maps: one Bernoulli draw per ``(N, C)``, shared over ``H, W``.
 
     :math:`y_{n,c,h,w} = m_{n,c}\,x_{n,c,h,w} / (1 - p_{\mathrm{eff}})`. The mask index is the
@@ -179,7 +199,7 @@ class SpatialDropout2d(_SpatialDropoutNd):
     spatial_dims = 2
 
 
-class SpatialDropout3d(_SpatialDropoutNd):
+class SpatialDropout3d(_SpatialDropoutNd, nn.Dropout3d):
     r"""Drop whole volumetric feature maps: one Bernoulli draw per ``(N, C)``.
 
     Shape:
@@ -268,13 +288,21 @@ class GaussianDropout(DropoutModule):
         )
 
 
-class AlphaDropout(DropoutModule):
+class AlphaDropout(DropoutModule, nn.AlphaDropout):
     r"""Alpha dropout: keeps zero mean and unit variance of SELU activations.
 
     Dropped units are set to :math:`\alpha' = -\lambda\alpha \approx -1.7581`, then an affine map
     restores the moments: :math:`y = a\,(m \odot x + (1 - m)\,\alpha') + b` with
     :math:`a = (q + \alpha'^2 q p)^{-1/2}`, :math:`b = -a \alpha' p`, :math:`q = 1 - p`.
     Identity at inference.
+
+    Args:
+        p: drop probability in [0, 1].
+        inplace: write the result into the input.
+        noise_shape: Keras-style mask shape (``None`` entries take the input's size), as
+            ``keras.layers.AlphaDropout(noise_shape=...)``: the mask is shared over its
+            size-1 dimensions.
+        seed: 64-bit seed; drawn from PyTorch's default generator when omitted.
 
     Shape:
         - Input: :math:`(*)`. Output: same.
@@ -287,13 +315,29 @@ class AlphaDropout(DropoutModule):
         Klambauer et al., "Self-Normalizing Neural Networks", NeurIPS 2017.
     """
 
+    def __init__(
+        self,
+        p: float = 0.5,
+        inplace: bool = False,
+        *,
+        noise_shape: Sequence[int | None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(p, inplace, seed=seed)
+        self.noise_shape = check_noise_shape(noise_shape)
+
     def forward(self, x: Tensor) -> Tensor:
         return F.alpha_dropout(
-            x, self.rate, self.training, seed=self.seed, step=self.next_step(), inplace=self.inplace
-        )
+            x, self.rate, self.training, noise_shape=self.noise_shape, seed=self.seed,
+            step=self.next_step(), inplace=self.inplace,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        extra = super().extra_repr()
+        return extra if self.noise_shape is None else f"{extra}, noise_shape={self.noise_shape}"
 
 
-class FeatureAlphaDropout(DropoutModule):
+class FeatureAlphaDropout(DropoutModule, nn.FeatureAlphaDropout):
     r"""Alpha dropout of whole channels: one draw per ``(N, C)`` (see :class:`AlphaDropout`).
 
     Shape:

@@ -14,6 +14,7 @@ from dropkit.surgery._convert import (
     set_rates,
     site_seed,
     to_torch,
+    torch_state_dict,
 )
 from dropkit.surgery._functional import (
     FunctionalDropoutRouter,
@@ -45,5 +46,6 @@ __all__ = [
     "site_seed",
     "summary",
     "to_torch",
+    "torch_state_dict",
     "unroute_functional",
 ]

@@ -17,6 +17,7 @@ from dropkit.surgery._functional import FunctionalDropoutRouter
 from dropkit.surgery._learned import learned_findings
 from dropkit.surgery._trace import (
     _Event,
+    _fused_dropout_sites,
     _module_rate,
     _outputs_equal,
     _restore,
@@ -152,6 +153,10 @@ def audit(model: nn.Module, example_input: Any) -> AuditReport:
       ``scale_by_keep=False``) inside a residual branch, so the branch's expected contribution
       differs between training and eval. Found by FX tracing; an ``info`` finding says when the
       model cannot be traced.
+    * ``unreachable-dropout`` (warning): in a training-mode forward (global RNG state kept),
+      attention dropout fused into ``scaled_dot_product_attention`` (``dropout_p > 0``), which
+      dropkit cannot reach; an eager attention implementation plus
+      :func:`~dropkit.surgery.route_functional` makes it reachable.
 
     Args:
         model: any ``nn.Module``.
@@ -213,6 +218,23 @@ def audit(model: nn.Module, example_input: Any) -> AuditReport:
                 "it follow self.training",
             ))  # fmt: skip
         findings.extend(_placement_findings(model, events, first))
+        fused, error = _fused_dropout_sites(model, example_input)
+        if error is not None:
+            findings.append(Finding(
+                "info", "fused-check-skipped", "",
+                f"could not run the model in training mode to look for fused attention "
+                f"dropout ({error})",
+                "check by hand for scaled_dot_product_attention(dropout_p > 0) in the model",
+            ))  # fmt: skip
+        for site, rate in fused:
+            findings.append(Finding(
+                "warning", "unreachable-dropout", site,
+                f"attention dropout (dropout_p={rate:g}) is fused into "
+                "scaled_dot_product_attention: dropkit cannot seed, schedule or MC-sample it",
+                "load the model with an eager attention implementation (Hugging Face: "
+                "attn_implementation='eager') and route it with "
+                "dropkit.surgery.route_functional, or set its rate to 0",
+            ))  # fmt: skip
     finally:
         _restore(model, snapshot)
     return report

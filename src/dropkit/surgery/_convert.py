@@ -32,6 +32,7 @@ __all__ = [
     "set_rates",
     "site_seed",
     "to_torch",
+    "torch_state_dict",
 ]
 
 #: Usual rates by position (Srivastava et al. 2014: inputs 0.1-0.2, hidden 0.3-0.5, none on
@@ -131,10 +132,11 @@ def _surgery(
     report = ConversionReport(model)
     device = _device_of(model)
     for path, module in model.named_modules():
-        if direction == "to_torch" and not isinstance(
-            module, (dk.DropoutModule, dk.LearnedDropoutModule)
-        ):
-            continue
+        if direction == "to_torch":
+            if not isinstance(module, (dk.DropoutModule, dk.LearnedDropoutModule)):
+                continue
+        elif isinstance(module, dk.DropoutModule):
+            continue  # dropkit's drop-ins derive from torch.nn dropout classes: never reconvert
         entry = lookup(module, direction)
         if entry is None:
             if (
@@ -239,6 +241,30 @@ def to_torch(model: nn.Module, *, strict: bool = True) -> ConversionReport:
         'Dropout'
     """
     return _surgery(model, "to_torch", strict, None)
+
+
+def torch_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """``model.state_dict()`` without dropkit's own buffers (each dropout module's ``rate``,
+    ``seed`` and ``step``): what the same model with ``torch.nn`` dropout holds, so it loads
+    ``strict=True`` into the unconverted model (or after :func:`to_torch`).
+
+    The other direction needs no helper: a ``torch.nn`` model's state dict loads ``strict=True``
+    into the converted model, whose dropout modules keep their rates, seeds and steps.
+
+    Example:
+        >>> import copy
+        >>> plain = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.1))
+        >>> converted = convert(copy.deepcopy(plain), seed=0).model
+        >>> plain.load_state_dict(torch_state_dict(converted), strict=True)
+        <All keys matched successfully>
+    """
+    own = {
+        f"{path}.{name}" if path else name
+        for path, module in model.named_modules()
+        if isinstance(module, dk.DropoutModule)
+        for name in module.dropkit_buffers
+    }
+    return {k: v for k, v in model.state_dict().items() if k not in own}
 
 
 class _DropoutAfter:

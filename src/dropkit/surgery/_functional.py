@@ -95,13 +95,11 @@ class FunctionalDropoutRouter(DropoutModule):
     @property
     def p(self) -> float:
         """The override rate (only used once set)."""
-        return float(self.rate)
+        return DropoutModule.p.fget(self)  # type: ignore[attr-defined]
 
     @p.setter
     def p(self, value: float) -> None:
-        value = check_p(value)
-        with torch.no_grad():
-            self.rate.fill_(value)
+        DropoutModule.p.fset(self, check_p(value))  # type: ignore[attr-defined]
         self.override = True
 
     def forward(self, x: Tensor) -> Tensor:

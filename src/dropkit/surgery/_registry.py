@@ -107,6 +107,8 @@ def _dropkit_spatial(target: type[nn.modules.dropout._DropoutNd]) -> Factory:
 
 def _alpha(target: type[nn.Module]) -> Factory:
     def factory(module: nn.Module) -> nn.Module | str:
+        if getattr(module, "noise_shape", None) is not None:
+            return f"noise_shape has no torch.nn.{target.__name__} equivalent"
         return target(float(module.p), bool(module.inplace))  # type: ignore[arg-type]
 
     return factory

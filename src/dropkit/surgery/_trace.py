@@ -158,6 +158,65 @@ def _trace(model: nn.Module, example_input: Any) -> tuple[list[_Event], Any]:
     return events, output
 
 
+class _FusedObserver(TorchFunctionMode):
+    """Records ``scaled_dot_product_attention`` calls with a non-zero ``dropout_p``."""
+
+    def __init__(self, stack: list[str]) -> None:
+        super().__init__()
+        self.stack = stack
+        self.sites: list[tuple[str, float]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            dropout_p = kwargs.get("dropout_p", args[4] if len(args) > 4 else 0.0)
+            if float(dropout_p) > 0:
+                self.sites.append((self.stack[-1] if self.stack else "", float(dropout_p)))
+        return func(*args, **kwargs)
+
+
+def _fused_dropout_sites(
+    model: nn.Module, example_input: Any
+) -> tuple[list[tuple[str, float]], str | None]:
+    """``(call site, dropout_p)`` of every attention call that fuses dropout into
+    ``scaled_dot_product_attention`` in one training-mode forward (global RNG state kept)."""
+    stack: list[str] = []
+    handles = []
+
+    def enter(path: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: Any) -> None:
+            stack.append(path)
+
+        return hook
+
+    def leave(module: nn.Module, inputs: Any, output: Any) -> None:
+        stack.pop()
+
+    for path, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(enter(path)))
+        handles.append(module.register_forward_hook(leave, always_call=True))
+    observer = _FusedObserver(stack)
+    model.train()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), observer:
+            _run(model, example_input)
+    except Exception as error:  # a model that cannot run in training mode on this input
+        return (
+            [],
+            f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}",
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    counts: dict[str, int] = {}
+    sites = []
+    for path, rate in observer.sites:
+        index = counts.get(path, 0)
+        counts[path] = index + 1
+        sites.append((f"{path}:scaled_dot_product_attention#{index}", rate))
+    return sites, None
+
+
 def _leaf_order(model: nn.Module) -> list[_Event]:
     return [
         _Event(path, "module", module, type(module).__name__)

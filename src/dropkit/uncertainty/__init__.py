@@ -36,6 +36,7 @@ from dropkit.uncertainty._sampling import (
     MomentsReducer,
     Reducer,
     sample,
+    select_output,
 )
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "reliability_diagram",
     "rmse",
     "sample",
+    "select_output",
     "total_variance",
     "variation_ratio",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import torch
+import torch.utils._pytree
 from torch import Tensor, nn
 
 from dropkit import _mc_context
@@ -21,6 +23,7 @@ __all__ = [
     "MomentsReducer",
     "Reducer",
     "sample",
+    "select_output",
 ]
 
 DEFAULT_BATCH_BUDGET = 256 * 2**20
@@ -186,7 +189,7 @@ class _Probe:
     def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
         self.outputs.append(_tensor_bytes(output))
 
-    def run(self) -> tuple[Tensor, int]:
+    def run(self) -> tuple[Any, int]:
         if self.x.is_cuda:
             torch.cuda.synchronize(self.x.device)
             torch.cuda.reset_peak_memory_stats(self.x.device)
@@ -202,12 +205,66 @@ class _Probe:
             for handle in handles:
                 handle.remove()
         largest = max(self.outputs, default=0)
-        estimate = _tensor_bytes(self.x) + sum(self.outputs) + 4 * largest + _tensor_bytes(output)
+        output_bytes = sum(_tensor_bytes(t) for t in torch.utils._pytree.tree_leaves(output))
+        estimate = _tensor_bytes(self.x) + sum(self.outputs) + 4 * largest + output_bytes
         return output, estimate
 
 
 def _folded(x: Tensor, k: int) -> Tensor:
     return x.unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
+
+
+OutputSelector = str | int | Callable[[Any], Tensor] | None
+
+
+def select_output(output: Any, selector: OutputSelector = None) -> Tensor:
+    """The tensor to sample from a model's ``output``.
+
+    ``selector=None``: a tensor is itself; a mapping or a Hugging Face ``ModelOutput`` gives its
+    ``"logits"`` entry. A string picks that key or attribute, an int that position of a
+    tuple/list (or ``ModelOutput``), a callable is applied to the output.
+    """
+    if callable(selector):
+        picked = selector(output)
+    elif selector is None:
+        if isinstance(output, Tensor):
+            return output
+        if isinstance(output, Mapping) and "logits" in output:
+            picked = output["logits"]
+        else:
+            keys = list(output.keys()) if isinstance(output, Mapping) else None
+            raise TypeError(
+                f"the model returned {type(output).__name__}"
+                + (f" with keys {keys}" if keys is not None else "")
+                + ", not a tensor: pass output= (a key such as 'logits', an index, or a "
+                "callable output -> tensor)"
+            )
+    elif isinstance(selector, str):
+        if isinstance(output, Mapping) and selector in output:
+            picked = output[selector]
+        elif hasattr(output, selector):
+            picked = getattr(output, selector)
+        else:
+            keys = list(output.keys()) if isinstance(output, Mapping) else []
+            raise KeyError(
+                f"output={selector!r}: the model's {type(output).__name__} has no such entry "
+                f"(entries: {keys})"
+            )
+    elif isinstance(selector, int) and not isinstance(selector, bool):
+        items = output.to_tuple() if hasattr(output, "to_tuple") else output
+        if not isinstance(items, (tuple, list)) or not -len(items) <= selector < len(items):
+            raise IndexError(
+                f"output={selector}: the model's {type(output).__name__} is not a sequence "
+                "with that index"
+            )
+        picked = items[selector]
+    else:
+        raise TypeError(
+            f"output must be None, a key, an index or a callable, got {type(selector).__name__}"
+        )
+    if not isinstance(picked, Tensor):
+        raise TypeError(f"output= selected a {type(picked).__name__}, not a tensor")
+    return picked
 
 
 def _unfold(output: object, k: int, batch: int) -> Tensor:
@@ -230,6 +287,7 @@ def sample(
     batch_budget: int = DEFAULT_BATCH_BUDGET,
     reduce: str | Reducer | None = None,
     batch_consistent: bool = False,
+    output: OutputSelector = None,
 ) -> Any:
     r"""Draw ``samples`` MC-dropout predictions of ``model`` on ``x``: shaped ``(S, B, ...)``.
 
@@ -257,6 +315,9 @@ def sample(
             (:class:`Moments`), ``"classification"`` (:class:`ClassificationSummary`, outputs
             must be probabilities) or any :class:`Reducer` stream over chunks instead.
         batch_consistent: every input of a sample sees the same mask (BatchBALD).
+        output: which tensor of the model's output to sample (:func:`select_output`): by
+            default a tensor output itself, or the ``logits`` of a Hugging Face
+            ``ModelOutput`` (or of a dict); a key, an index, or a callable ``output -> tensor``.
 
     Shape:
         - Input: :math:`(B, *)`. Output: :math:`(S, B, *)` (or the reducer's result).
@@ -305,15 +366,15 @@ def sample(
         )
         with _mc_context.sampling(context):
             if probe:
-                output, needed = _Probe(model, _folded(x, k)).run()
+                result, needed = _Probe(model, _folded(x, k)).run()
             else:
-                output, needed = model(_folded(x, k)), 0
+                result, needed = model(_folded(x, k)), 0
         if context.calls == 0:
             raise ValueError(
                 "model made no dropkit dropout call in MC mode: MC sampling would return "
                 "identical samples; check that its dropout is dropkit's"
             )
-        chunk = _unfold(output, k, batch)
+        chunk = _unfold(select_output(result, output), k, batch)
         if reducer is None:
             collected.append(chunk)
         else:
