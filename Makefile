@@ -24,8 +24,13 @@ demo-bench: $(STAMP)
 # file compiles its numba kernels once.
 TEST_WORKERS ?= auto
 
+# `make test` runs the default suite (tests marked slow deselected); CI (CI=true) runs the slow
+# tests too, after it, since they fit its time limit.
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
+ifeq ($(CI),true)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m slow $(PYTEST_ARGS)
+endif
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)

@@ -3,7 +3,10 @@ A private name: a leading underscore, imported from another module of the packag
 (``from dropkit.kernels.cpu._x import _name``); private *modules* of the package imported by
 name (``from dropkit.kernels.cpu import _x``) are counted apart, and attribute reads of private
 names of another module (``module._name``, ``obj._attr`` of another file's class) too."""
-import ast, sys, pathlib, re
+import ast
+import pathlib
+import sys
+
 root = pathlib.Path(sys.argv[1])
 files = sorted(root.glob("*.py"))
 lines = sum(len(f.read_text().splitlines()) for f in files)

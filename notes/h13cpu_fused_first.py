@@ -1,6 +1,11 @@
 """First-call time of the fused ops in a fresh process (warm numba cache: a cache load)."""
-import time, torch, dropkit.functional as F
+import time
+
+import torch
+
+import dropkit.functional as F
 from dropkit import kernels
+
 with kernels.use_backend("reference"):
     F.dropout(torch.ones(4), 0.5, seed=1)
 import dropkit.kernels.cpu  # noqa

@@ -1,5 +1,9 @@
-import re, numpy as np
+import re
+
+import numpy as np
+
 from dropkit.kernels.cpu import _fused as fk
+
 N = 1 << 12
 x = np.random.rand(N).astype(np.float32); bias = np.zeros(4096, np.float32); r = np.full(4096, -0.0, np.float32)
 out = np.empty_like(x); key = np.array([1, 2, 3, 0], np.uint64)

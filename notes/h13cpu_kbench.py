@@ -1,8 +1,12 @@
 """Direct timings of the fused numba kernels (1 thread, numpy arrays, no torch autograd):
 min over REPS calls of forward_span and backward_serial per activation and dtype (h13cpu)."""
-import json, sys, time
+import json
+import sys
+import time
+
 import numpy as np
 import torch
+
 try:
     from dropkit.kernels.cpu import _fused as fk
 except ImportError:

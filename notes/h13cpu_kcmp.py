@@ -1,7 +1,10 @@
-import json, glob, statistics, sys
+import glob
+import json
+import sys
+
 tag = sys.argv[1]
 runs = {t: [json.load(open(f)) for f in sorted(glob.glob(f"/tmp/h13cpu/kb-{tag}-{t}-*.json"))] for t in ("base", "fold")}
-print(f"| kernel (1 thread, 2^20 elements) | before ms | after ms | after/before | same bits |")
+print("| kernel (1 thread, 2^20 elements) | before ms | after ms | after/before | same bits |")
 print("|---|---|---|---|---|")
 for key in runs["base"][0]:
     if key.endswith("bits"):

@@ -1,6 +1,10 @@
 """Min-of-N timings of the CPU kernels through the public ops, one thread (h13cpu)."""
-import json, sys, time
+import json
+import sys
+import time
+
 import torch
+
 import dropkit.functional as F
 from dropkit import kernels
 

@@ -1,5 +1,10 @@
 """Median over repeats of each cell's median (dropkit provider), before vs after."""
-import json, sys, glob, statistics, os
+import glob
+import json
+import statistics
+import sys
+
+
 def cells(tag, suite):
     out = {}
     for f in sorted(glob.glob(f"/tmp/h13cpu/bench-{tag}/{suite}-*.json")):

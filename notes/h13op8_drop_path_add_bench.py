@@ -1,4 +1,9 @@
-import timeit, torch, dropkit.functional as F
+import timeit
+
+import torch
+
+import dropkit.functional as F
+
 torch.set_num_threads(1)
 for shape in [(8, 128), (64, 197, 384)]:
     x = torch.randn(shape, requires_grad=True); b = torch.randn(shape, requires_grad=True)

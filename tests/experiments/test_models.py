@@ -22,13 +22,27 @@ def test_every_model_takes_every_technique(model, shape, technique):
     net = build_model(model, SHAPES[shape], 10, get_technique(technique), 0.2)
     x = torch.randn(5, *SHAPES[shape])
     assert net(x).shape == (5, 10)
+    spec = TECHNIQUES[technique]
+    # learned-rate site modules (concrete, standout) derive from LearnedDropoutModule; the
+    # weight-noise techniques (vd, svd) fill no site and convert the model's layers instead
+    site_type = dropkit.nn.LearnedDropoutModule if spec.learned else dropkit.nn.DropoutModule
     kinds = model_sites(model, SHAPES[shape])
     for index, kind in enumerate(kinds, start=1):
         site = net.site(index)
-        applies = technique != "none" and kind in TECHNIQUES[technique].site_kinds
-        assert isinstance(site, dropkit.nn.DropoutModule) == applies, (index, kind)
+        applies = technique != "none" and spec.transform is None and kind in spec.site_kinds
+        dropkit_site = isinstance(site, (dropkit.nn.DropoutModule, dropkit.nn.LearnedDropoutModule))
+        assert dropkit_site == applies, (index, kind)
         if applies:
-            assert site.p == pytest.approx(0.2)
+            assert isinstance(site, site_type), (index, kind)
+            if technique == "standout":  # its rate is the mean of input-dependent probabilities
+                assert 0.05 < site.p < 0.4
+            else:
+                assert site.p == pytest.approx(0.2, abs=1e-6)
+    if spec.transform is not None:
+        net = spec.transform(net, 0.2)
+        assert net(x).shape == (5, 10)
+        assert any(isinstance(m, dropkit.nn.LearnedDropoutModule) for m in net.modules())
+        assert not any(type(m) in (torch.nn.Linear, torch.nn.Conv2d) for m in net.modules())
     net.eval()
     assert torch.equal(net(x), net(x))  # eval mode is deterministic
 
