@@ -153,23 +153,42 @@ def _surgery(
         if isinstance(result, str):
             report.unsupported.append((path, _type_name(module), result))
             continue
-        if seed is not None and isinstance(result, dk.DropoutModule):
-            result.reset_seed(site_seed(seed, path))
-        if device is not None:
-            result = result.to(device)
-        result.train(module.training)
-        plan.append((path, module, result))
+        plan.append((path, module, _place(result, module, path, seed, device)))
+    return apply_plan(report, plan, strict, "model")
+
+
+def _place(
+    result: nn.Module, module: nn.Module, path: str, seed: int | None, device: torch.device | None
+) -> nn.Module:
+    """``result`` made ready to stand in for ``module``: its site seed, device and mode."""
+    if seed is not None and isinstance(result, (dk.DropoutModule, dk.LearnedDropoutModule)):
+        result.reset_seed(site_seed(seed, path))
+    if device is not None:
+        result = result.to(device)
+    result.train(module.training)
+    return result
+
+
+def apply_plan(
+    report: ConversionReport,
+    plan: list[tuple[str, nn.Module, nn.Module]],
+    strict: bool,
+    what: str,
+) -> ConversionReport:
+    """Carry out a conversion plan: refuse it whole (strict) if anything is unsupported, else
+    swap every planned module and warn once per module left as it was."""
     if report.unsupported and strict:
         listing = "; ".join(f"{p or '<root>'} ({t}): {why}" for p, t, why in report.unsupported)
         raise ConversionError(
-            f"cannot convert {len(report.unsupported)} module(s) of model: {listing} "
+            f"cannot convert {len(report.unsupported)} module(s) of {what}: {listing} "
             "(pass strict=False to convert the rest and report these)"
         )
     for path, module, result in plan:
         report.model = _replace(report.model, path, result)
         report.converted.append((path, type(module).__name__, _type_name(result)))
     for path, kind, why in report.unsupported:
-        warnings.warn(f"dropkit: not converted {path or '<root>'} ({kind}): {why}", stacklevel=3)
+        # stacklevel: this function, the conversion, the public entry point, the user's line
+        warnings.warn(f"dropkit: not converted {path or '<root>'} ({kind}): {why}", stacklevel=4)
     return report
 
 

@@ -4,7 +4,6 @@ layers (with the model's dropout removed: their weight noise replaces it)."""
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -89,13 +88,12 @@ def convert_learned(
 ) -> ConversionReport:
     """:func:`dropkit.surgery.convert` with a learned-rate ``technique`` (see there)."""
     from dropkit.surgery._convert import (
-        ConversionError,
         ConversionReport,
         _device_of,
-        _replace,
+        _place,
         _type_name,
+        apply_plan,
         is_dropout_like,
-        site_seed,
     )
 
     spec = _techniques.get(technique)
@@ -134,23 +132,8 @@ def convert_learned(
         if isinstance(result, str):
             report.unsupported.append((path, _type_name(module), result))
             continue
-        if seed is not None and isinstance(result, LearnedDropoutModule):
-            result.reset_seed(site_seed(seed, path))
-        if device is not None:
-            result = result.to(device)
-        result.train(module.training)
-        plan.append((path, module, result))
-    if report.unsupported and strict:
-        listing = "; ".join(f"{q or '<root>'} ({t}): {why}" for q, t, why in report.unsupported)
-        raise ConversionError(
-            f"cannot convert {len(report.unsupported)} module(s) of model to {name}: {listing} "
-            "(pass strict=False to convert the rest and report these)"
-        )
-    for path, module, result in plan:
-        report.model = _replace(report.model, path, result)
-        report.converted.append((path, type(module).__name__, _type_name(result)))
-    for path, kind, why in report.unsupported:
-        warnings.warn(f"dropkit: not converted {path or '<root>'} ({kind}): {why}", stacklevel=3)
+        plan.append((path, module, _place(result, module, path, seed, device)))
+    apply_plan(report, plan, strict, f"model to {name}")
     report.notes.append(
         f"{name} learns its rates: add dropkit.regularization(model, dataset_size=N) to the loss"
     )
