@@ -124,7 +124,11 @@ def test_stacked_concrete_penalty_is_the_regularizer_of_each_network():
 
 def test_reproduce_commands_wire_the_experiments(monkeypatch, capsys, tmp_path):
     from dropkit.cli import main
+    from dropkit.experiments import compare, search, training  # noqa: F401
     from dropkit.experiments import data as data_module
+
+    # compare/search/training bind load_dataset at import: imported above, before the patch,
+    # so that the fake loader cannot leak into later tests of this worker
 
     seen: dict[str, object] = {}
 

@@ -27,6 +27,7 @@ from dropkit.functional._checks import (
     check_offset,
     resolve_seed_step,
 )
+from dropkit.kernels import _ops
 
 __all__ = [
     "KINGMA_C1",
@@ -143,9 +144,9 @@ def _check_regularizer(value: object, name: str) -> float:
 
 
 def _draw(kind: NoiseKind, shape: Sequence[int], seed: Tensor, step: Tensor, offset: int) -> Tensor:
-    if kind == "uniform":
-        return rng.uniform(shape, seed=seed, step=step, offset=offset, device=seed.device)
-    return rng.normal(shape, seed=seed, step=step, offset=offset, device=seed.device)
+    # through the dispatch draw ops: the bits of rng.uniform / rng.normal, on the fast backend
+    op = _ops.uniform_noise if kind == "uniform" else _ops.normal_noise
+    return op(seed, step, offset, list(shape))
 
 
 def _grouped_noise(
